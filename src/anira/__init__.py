@@ -1,0 +1,1 @@
+"""anira: reproducible study of dynamic compute allocation in recurrent Transformers."""
