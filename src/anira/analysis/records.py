@@ -1,0 +1,88 @@
+"""Reading evaluation records and writing tables, shared by the analysis programs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from anira.io import AniraInputError, atomic_write_text, verify_manifest
+
+SPLITS = ("train", "test", "interp", "extrap")
+FEATURE_PREFIX = "f_"
+FLOAT_FORMAT = "%.6g"  # fixed precision: the same records always give the same bytes
+
+
+def load_records(
+    eval_dirs: Sequence[str | Path],
+    kind: str,
+    splits: Sequence[str] = SPLITS,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Concatenate ``<eval_dir>/<split>.<kind>.parquet`` over directories and splits.
+
+    Every file is checked against its directory's manifest first, so a truncated or modified record
+    is an :class:`AniraInputError`, never a silently wrong table. With ``columns``, only those
+    columns are read plus every ``f_<feature>`` column when ``"f_*"`` is listed.
+    """
+    if kind not in ("tokens", "examples"):
+        raise AniraInputError(f"unknown record kind {kind!r}: expected tokens or examples")
+    if not eval_dirs:
+        raise AniraInputError("no evaluation directories given")
+    frames = []
+    for directory in eval_dirs:
+        names = [f"{split}.{kind}.parquet" for split in splits]
+        verify_manifest(directory, names)
+        for name in names:
+            path = Path(directory) / name
+            wanted = None
+            if columns is not None:
+                available = _parquet_columns(path)
+                wanted = [c for c in columns if c != "f_*" and c in available]
+                missing = [c for c in columns if c != "f_*" and c not in available]
+                if missing:
+                    raise AniraInputError(f"{path} lacks columns {missing}")
+                if "f_*" in columns:
+                    wanted += [c for c in available if c.startswith(FEATURE_PREFIX)]
+            frames.append(pd.read_parquet(path, columns=wanted))
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        raise AniraInputError(f"no {kind} records in {len(eval_dirs)} evaluation directories")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    return sorted(c for c in frame.columns if c.startswith(FEATURE_PREFIX))
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write ``frame`` as CSV atomically, with a fixed float format and no index."""
+    atomic_write_text(
+        path, frame.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+    )
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("eval_dirs", nargs="+", help="output directories of anira.evaluate")
+    parser.add_argument("--out", required=True, help="CSV table to write")
+    return parser
+
+
+def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None) -> int:
+    """Run ``main``; a user-facing error becomes one line on stderr and exit status 1."""
+    try:
+        main(argv)
+    except AniraInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,287 @@
+"""Analysis tables against independent references (scipy, plain Python loops).
+
+The evaluation records are synthetic but follow the contract of ``anira.evaluate`` exactly
+(column names, one row per token / per example, a checksum manifest), so these tests need no model.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from anira.analysis.alignment import (
+    alignment_curves,
+    alignment_table,
+    bootstrap_weights,
+    weighted_pearson,
+    weighted_ranks,
+)
+from anira.analysis.depth_hist import depth_hist_table
+from anira.analysis.generalization import generalization_table
+from anira.analysis.records import SPLITS, load_records
+from anira.io import AniraInputError, write_manifest
+
+SIZES = {"train": [3, 4], "test": [3, 4], "interp": [5], "extrap": [6, 7]}
+
+
+def fake_records(task: str, router: str, seed: int, n_per_size: int = 6, max_depth: int = 6):
+    """Per-token and per-example records shaped like anira.evaluate's, with depth tracking a
+    feature for the adaptive routers and constant D for ``fixed``."""
+    rng = np.random.default_rng([seed, len(router), len(task)])
+    token_rows, example_rows = [], []
+    for split, sizes in SIZES.items():
+        for size in sizes:
+            for k in range(n_per_size):
+                example_id = f"{task}-{split}-{size}-{k}"
+                n_prompt, n_answer = 2 * size, size
+                height = rng.integers(0, size, n_prompt + n_answer)
+                if router == "fixed":
+                    depth = np.full(n_prompt + n_answer, max_depth)
+                else:
+                    depth = np.clip(1 + height + rng.integers(-1, 2, len(height)), 1, max_depth)
+                expected = depth + rng.uniform(-0.5, 0.5, len(depth))
+                correct_tokens = rng.random(len(depth)) < 0.8
+                for position in range(n_prompt + n_answer):
+                    is_answer = position >= n_prompt
+                    token_rows.append(
+                        {
+                            "example_id": example_id,
+                            "task": task,
+                            "router": router,
+                            "seed": seed,
+                            "split": split,
+                            "size": size,
+                            "position": position,
+                            "token": int(rng.integers(1, 20)),
+                            "is_answer": is_answer,
+                            "correct": bool(correct_tokens[position]),
+                            "executed_depth": int(depth[position]),
+                            "expected_depth": float(expected[position]),
+                            "f_height": float(height[position]) if is_answer else None,
+                            "f_graph_size": float(size) if is_answer else None,
+                        }
+                    )
+                answer = slice(n_prompt, None)
+                example_rows.append(
+                    {
+                        "example_id": example_id,
+                        "task": task,
+                        "router": router,
+                        "seed": seed,
+                        "split": split,
+                        "size": size,
+                        "correct": bool(rng.random() < 1.0 / (size - 1)),
+                        "tf_correct": bool(correct_tokens[answer].all()),
+                        "mean_depth": float(depth[answer].mean()),
+                        "mean_expected_depth": float(expected[answer].mean()),
+                        "n_answer_tokens": n_answer,
+                    }
+                )
+    return pd.DataFrame(token_rows), pd.DataFrame(example_rows)
+
+
+def write_eval_dir(directory: Path, tokens: pd.DataFrame, examples: pd.DataFrame) -> Path:
+    """Write records as ``<split>.{tokens,examples}.parquet`` plus a manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for split in SPLITS:
+        for kind, frame in (("tokens", tokens), ("examples", examples)):
+            name = f"{split}.{kind}.parquet"
+            frame[frame["split"] == split].reset_index(drop=True).to_parquet(directory / name)
+            names.append(name)
+    write_manifest(directory, names)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def eval_dirs(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("eval")
+    dirs = []
+    for router in ("fixed", "early", "online"):
+        for seed in (0, 1):
+            tokens, examples = fake_records("brevo", router, seed)
+            dirs.append(write_eval_dir(root / router / f"seed{seed}", tokens, examples))
+    return dirs
+
+
+def test_weighted_ranks_match_scipy_on_the_repeated_sample():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 5, 40).astype(float)
+    assert np.allclose(weighted_ranks(values, np.ones(40)), stats.rankdata(values))
+    weights = rng.integers(0, 4, 40)
+    repeated = np.repeat(values, weights)
+    reference = stats.rankdata(repeated)
+    ranks = weighted_ranks(values, weights.astype(float))
+    # Each kept value's rank in the repeated sample equals its weighted rank.
+    positions = np.repeat(np.arange(40), weights)
+    for i in np.unique(positions):
+        assert np.allclose(reference[positions == i], ranks[i])
+
+
+def test_weighted_correlation_equals_scipy_on_the_repeated_sample():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 6, 50).astype(float)
+    y = x + rng.normal(0, 2, 50)
+    weights = rng.integers(0, 3, 50).astype(float)
+    rx, ry = weighted_ranks(x, weights), weighted_ranks(y, weights)
+    spearman = weighted_pearson(rx, ry, weights)
+    counts = weights.astype(int)
+    reference = stats.spearmanr(np.repeat(x, counts), np.repeat(y, counts))
+    assert spearman == pytest.approx(reference.statistic, abs=1e-12)
+    pearson = weighted_pearson(x, y, weights)
+    reference = stats.pearsonr(np.repeat(x, counts), np.repeat(y, counts))
+    assert pearson == pytest.approx(reference.statistic, abs=1e-12)
+    assert np.isnan(weighted_pearson(np.ones(5), np.arange(5.0), np.ones(5)))
+
+
+def test_bootstrap_weights_resample_whole_examples():
+    example_index = np.array([0, 0, 0, 1, 2, 2])
+    for weights in bootstrap_weights(example_index, 20, np.random.default_rng(0)):
+        # Tokens of one example share a weight; weights per example sum to the number of examples.
+        assert weights[0] == weights[1] == weights[2] and weights[4] == weights[5]
+        assert weights[[0, 3, 4]].sum() == 3
+
+
+def test_alignment_estimates_and_counts_match_scipy(eval_dirs):
+    tokens = load_records(eval_dirs, "tokens", ["test", "extrap"])
+    table = alignment_table(tokens, n_boot=200, ci=0.9, seed=3)
+    answers = tokens[tokens["is_answer"]]
+    for (router, split), group in answers.groupby(["router", "split"]):
+        for feature in ("height", "graph_size"):
+            for depth, column in (("executed", "executed_depth"), ("expected", "expected_depth")):
+                rows = table[
+                    (table["router"] == router)
+                    & (table["split"] == split)
+                    & (table["feature"] == feature)
+                    & (table["depth"] == depth)
+                ].set_index("method")
+                x, y = group[f"f_{feature}"].to_numpy(float), group[column].to_numpy(float)
+                assert rows.loc["spearman", "n_tokens"] == len(group)
+                assert (
+                    rows.loc["spearman", "n_examples"]
+                    == group[["seed", "example_id"]].drop_duplicates().shape[0]
+                )
+                assert rows.loc["spearman", "n_seeds"] == 2
+                if router == "fixed" and depth == "executed":
+                    # A constant depth has no correlation: empty estimate and interval.
+                    assert rows[["estimate", "ci_low", "ci_high"]].isna().all().all()
+                    continue
+                spearman = stats.spearmanr(x, y).statistic
+                pearson = stats.pearsonr(x, y).statistic
+                assert rows.loc["spearman", "estimate"] == pytest.approx(spearman, abs=1e-9)
+                assert rows.loc["pearson", "estimate"] == pytest.approx(pearson, abs=1e-9)
+                for method in ("spearman", "pearson"):
+                    low, high = rows.loc[method, ["ci_low", "ci_high"]]
+                    assert low <= rows.loc[method, "estimate"] <= high
+    early = table[(table["router"] == "early") & (table["feature"] == "height")]
+    assert (early["estimate"] > 0.5).all()  # the synthetic depth tracks height
+
+
+def test_alignment_bootstrap_is_seeded_and_feature_independent(eval_dirs):
+    tokens = load_records(eval_dirs[2:4], "tokens", ["test"])
+    first = alignment_table(tokens, n_boot=50, seed=7)
+    again = alignment_table(tokens, n_boot=50, seed=7)
+    pd.testing.assert_frame_equal(first, again)
+    only_height = alignment_table(tokens.drop(columns="f_graph_size"), n_boot=50, seed=7)
+    pd.testing.assert_frame_equal(
+        only_height.reset_index(drop=True),
+        first[first["feature"] == "height"].reset_index(drop=True),
+    )
+
+
+def test_alignment_curves_are_means_per_feature_value(eval_dirs):
+    tokens = load_records(eval_dirs, "tokens", ["test"])
+    curves = alignment_curves(tokens, max_bins=12)
+    answers = tokens[tokens["is_answer"]]
+    sums = defaultdict(lambda: [0.0, 0])
+    for row in answers.itertuples():
+        key = (row.router, row.f_height)
+        sums[key][0] += row.executed_depth
+        sums[key][1] += 1
+    height = curves[(curves["feature"] == "height") & (curves["depth"] == "executed")]
+    assert len(height) == len(sums)
+    for row in height.itertuples():
+        total, count = sums[(row.router, row.feature_value)]
+        assert row.n_tokens == count
+        assert row.mean_depth == pytest.approx(total / count)
+    binned = alignment_curves(tokens, max_bins=2)
+    assert binned.groupby(["router", "feature", "depth"]).size().max() <= 2
+
+
+def test_generalization_table_matches_a_plain_loop(eval_dirs):
+    examples = load_records(eval_dirs, "examples")
+    table = generalization_table(examples)
+    groups = defaultdict(list)
+    for row in examples.itertuples():
+        groups[(row.task, row.router, row.seed, row.split, row.size)].append(row)
+    assert len(table) == len(groups)
+    for row in table.itertuples():
+        members = groups[(row.task, row.router, row.seed, row.split, row.size)]
+        assert row.n_examples == len(members)
+        assert row.accuracy == pytest.approx(sum(m.correct for m in members) / len(members))
+        assert row.tf_accuracy == pytest.approx(sum(m.tf_correct for m in members) / len(members))
+        assert row.mean_depth == pytest.approx(np.mean([m.mean_depth for m in members]))
+
+
+def test_depth_hist_matches_counter(eval_dirs):
+    tokens = load_records(eval_dirs, "tokens")
+    table = depth_hist_table(tokens)
+    counts = Counter(
+        (r.router, r.split, r.executed_depth) for r in tokens.itertuples() if r.is_answer
+    )
+    assert len(table) == len(counts)
+    for row in table.itertuples():
+        assert row.n_tokens == counts[(row.router, row.split, row.depth)]
+    sums = table.groupby(["task", "router", "split"])["fraction"].sum()
+    assert np.allclose(sums, 1.0)
+    assert set(table.loc[table["router"] == "fixed", "depth"]) == {6}
+
+
+def run_module(module: str, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_cli_writes_identical_tables_twice(eval_dirs, tmp_path):
+    for attempt in ("a", "b"):
+        out = tmp_path / attempt
+        result = run_module(
+            "anira.analysis.alignment",
+            "--out",
+            out / "alignment.csv",
+            "--curves",
+            out / "curves.csv",
+            "--bootstrap",
+            30,
+            *eval_dirs,
+        )
+        assert result.returncode == 0, result.stderr
+        for module, name in (("generalization", "gen.csv"), ("depth_hist", "hist.csv")):
+            result = run_module(f"anira.analysis.{module}", "--out", out / name, *eval_dirs)
+            assert result.returncode == 0, result.stderr
+    for name in ("alignment.csv", "curves.csv", "gen.csv", "hist.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    table = pd.read_csv(tmp_path / "a" / "alignment.csv")
+    assert set(table["split"]) == {"test", "interp", "extrap"}
+
+
+def test_truncated_record_is_a_one_line_error(eval_dirs, tmp_path):
+    broken = tmp_path / "broken"
+    tokens, examples = fake_records("brevo", "early", 0, n_per_size=2)
+    write_eval_dir(broken, tokens, examples)
+    path = broken / "test.examples.parquet"
+    path.write_bytes(path.read_bytes()[:-20])
+    result = run_module("anira.analysis.generalization", "--out", tmp_path / "g.csv", broken)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "checksum" in result.stderr
+    assert not (tmp_path / "g.csv").exists()
+    with pytest.raises(AniraInputError, match="lacks columns"):
+        load_records([broken], "tokens", ["train"], columns=["task", "no_such_column"])

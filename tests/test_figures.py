@@ -1,0 +1,109 @@
+"""Figures: each script renders from CSV tables only, and two renders are byte-identical."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from anira.analysis.alignment import alignment_curves
+from anira.analysis.depth_hist import depth_hist_table
+from anira.analysis.generalization import generalization_table
+from anira.analysis.records import load_records
+from anira.figures import fig_alignment, fig_depth_hist, fig_generalization
+from anira.figures.style import apply_style
+from tests.test_analysis import fake_records, write_eval_dir
+
+FIGURES = {
+    "fig_generalization": "generalization.csv",
+    "fig_alignment": "curves.csv",
+    "fig_depth_hist": "depth_hist.csv",
+}
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> Path:
+    """The three CSV tables of a synthetic two-task, three-router study."""
+    root = tmp_path_factory.mktemp("tables")
+    dirs = []
+    for task in ("brevo", "mano"):
+        for router in ("fixed", "early", "online"):
+            tokens, examples = fake_records(task, router, 0, n_per_size=3)
+            dirs.append(write_eval_dir(root / task / router, tokens, examples))
+    tokens = load_records(dirs, "tokens")
+    generalization_table(load_records(dirs, "examples")).to_csv(root / "generalization.csv")
+    alignment_curves(tokens[tokens["split"] == "test"]).to_csv(root / "curves.csv")
+    depth_hist_table(tokens).to_csv(root / "depth_hist.csv")
+    return root
+
+
+def render(name: str, table: Path, out: Path) -> subprocess.CompletedProcess:
+    # A different hash seed per render: determinism must not rest on set/dict iteration order.
+    env = {**os.environ, "PYTHONHASHSEED": str(abs(hash(str(out))) % 1000)}
+    return subprocess.run(
+        [sys.executable, "-m", f"anira.figures.{name}", table, "--out", out / f"{name}.pdf"]
+        + [out / f"{name}.png"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_two_renders_are_byte_identical(name, tables, tmp_path):
+    for attempt in ("a", "b"):
+        result = render(name, tables / FIGURES[name], tmp_path / attempt)
+        assert result.returncode == 0, result.stderr
+    for ext in ("pdf", "png"):
+        first = (tmp_path / "a" / f"{name}.{ext}").read_bytes()
+        assert first == (tmp_path / "b" / f"{name}.{ext}").read_bytes()
+        assert len(first) > 5000
+    pdf = (tmp_path / "a" / f"{name}.pdf").read_bytes()
+    png = (tmp_path / "a" / f"{name}.png").read_bytes()
+    assert pdf.startswith(b"%PDF") and b"CreationDate" not in pdf and b"Matplotlib" not in pdf
+    assert png.startswith(b"\x89PNG") and b"Software" not in png
+
+
+def test_missing_column_is_a_one_line_error(tables, tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.read_csv(tables / "generalization.csv").drop(columns="accuracy").to_csv(bad)
+    result = render("fig_generalization", bad, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "accuracy" in result.stderr
+    assert not list(tmp_path.glob("*.p*"))
+
+
+def test_generalization_panels_lines_and_regions(tables):
+    apply_style()
+    table = pd.read_csv(tables / "generalization.csv")
+    fig = fig_generalization.draw(table)
+    axes = fig.axes
+    assert len(axes) == 2 * 2  # accuracy and depth rows × two tasks
+    top = axes[0]
+    assert top.get_title() == "brevo"
+    # One line per router; one shaded span for the interp size and one for the extrap range.
+    lines = [line for line in top.get_lines() if len(line.get_xdata()) > 1]
+    assert len(lines) == 3
+    spans = [p for p in top.patches if p.get_label() in ("interpolation", "extrapolation")]
+    assert {p.get_label() for p in spans} == {"interpolation", "extrapolation"}
+    xs = sorted(set().union(*(set(line.get_xdata()) for line in lines)))
+    assert xs == [3, 4, 5, 6, 7]  # test, interp and extrap sizes; never the train split
+
+
+def test_alignment_and_hist_panels(tables):
+    apply_style()
+    curves = pd.read_csv(tables / "curves.csv")
+    fig = fig_alignment.draw(curves)
+    visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert {ax.get_title() for ax in visible} == {
+        f"{task}: {feature}" for task in ("brevo", "mano") for feature in ("graph_size", "height")
+    }
+    hist = pd.read_csv(tables / "depth_hist.csv")
+    fig = fig_depth_hist.draw(hist)
+    routers = ("fixed", "early", "online")
+    expected = [f"{task} · {router}" for task in ("brevo", "mano") for router in routers]
+    assert [ax.get_title() for ax in fig.axes] == expected
