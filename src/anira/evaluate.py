@@ -1,0 +1,254 @@
+"""Evaluate a trained checkpoint on every split: per-token and per-example Parquet records.
+
+    python -m anira.evaluate checkpoint=results/mini/checkpoints/brevo/early/seed0 \\
+        data_dir=results/mini/data/brevo out_dir=results/mini/eval/brevo/early/seed0
+
+Two views of each example:
+- **teacher-forced** (per-token records): one forward pass over the gold sequence. The record of
+  token t carries the prediction made at position t-1 (the position whose output emits t): its
+  correctness (argmax = gold), executed depth and expected depth E_q[d]. Position 0 is predicted by
+  nothing and has no record.
+- **generated** (per-example ``correct``): greedy decoding from the prompt (through ``<ans>``) until
+  ``<eos>``, scored by the task (BREVO accepts any valid order). The model is causal and each
+  token's depth depends only on its prefix, so one forward pass over a prefix gives exactly the
+  incremental decoding semantics of STUDY.md (a query at iteration r reads a past token's state at
+  iteration min(r, d_past)); re-running the prefix each step is the reference, not the fast path.
+
+``mean_depth`` is the mean executed depth over the generated answer tokens (what the model spends
+when it solves the example); ``tf_mean_depth`` and ``mean_expected_depth`` are over the gold answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from anira.batches import PaddedSplit, autocast, select_device, set_threads
+from anira.cli import anira_main
+from anira.data import SPLITS, Vocabulary, load_split, load_vocab
+from anira.io import (
+    AniraInputError,
+    atomic_write_text,
+    atomic_write_with,
+    verify_manifest,
+    write_manifest,
+)
+from anira.model import AniraModel, ModelConfig
+from anira.tasks import Example, Task, get_task
+from anira.train import CHECKPOINT
+
+EXTRA_ANSWER_TOKENS = 4  # generation may run this far past the gold answer before it is cut off
+
+
+def load_checkpoint(
+    directory: Path, vocab: Vocabulary, rule: str | None
+) -> tuple[AniraModel, dict]:
+    verify_manifest(directory, [CHECKPOINT])
+    try:
+        state = torch.load(directory / CHECKPOINT, weights_only=True, map_location="cpu")
+    except Exception as err:  # torch raises many types for a corrupt archive
+        raise AniraInputError(f"cannot read checkpoint {directory / CHECKPOINT}: {err}") from err
+    if state["vocab_hash"] != vocab.hash:
+        raise AniraInputError(
+            f"checkpoint {directory} was trained on another vocabulary than the data's vocab.json"
+        )
+    model_cfg = dict(state["model_config"])
+    if rule is not None:
+        if rule not in ("median", "mode"):
+            raise AniraInputError(f"unknown inference_rule {rule!r}; choose median or mode")
+        model_cfg["online_rule"] = rule
+    model = AniraModel(ModelConfig(**model_cfg))
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def inference_rule(model_cfg: ModelConfig) -> str:
+    return {"fixed": "fixed", "early": "mode"}.get(model_cfg.router, model_cfg.online_rule)
+
+
+def batches_by_length(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def teacher_forced(model, data: PaddedSplit, batch_size: int, device) -> dict[str, np.ndarray]:
+    """Per position t ≥ 1 of every example: prediction correctness, executed and expected depth."""
+    n, width = data.tokens.shape
+    correct = np.zeros((n, width), dtype=bool)
+    depth = np.zeros((n, width), dtype=np.int16)
+    expected = np.zeros((n, width), dtype=np.float32)
+    for idx in batches_by_length(data.lengths.numpy(), batch_size):
+        tokens, _ = data.batch(idx)
+        tokens = tokens.to(device)
+        with autocast(device):
+            out = model(tokens)
+        t = tokens.shape[1]
+        correct[idx, 1:t] = (out.logits[:, :-1].argmax(-1) == tokens[:, 1:]).cpu().numpy()
+        depth[idx, 1:t] = out.depth[:, :-1].cpu().numpy()
+        expected[idx, 1:t] = out.expected_depth[:, :-1].float().cpu().numpy()
+    return {"correct": correct, "depth": depth, "expected": expected}
+
+
+@torch.no_grad()
+def greedy_generate(
+    model, data: PaddedSplit, vocab: Vocabulary, batch_size: int, device
+) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Greedy answers (token ids after ``<ans>``) and the executed depth that emitted each token."""
+    answers: list[list[int]] = [[] for _ in range(len(data))]
+    depths: list[np.ndarray] = [np.zeros(0, dtype=np.int16)] * len(data)
+    tokens_all = data.tokens.numpy()
+    prompt_len = np.array(
+        [int(np.flatnonzero(row == vocab.ans_id)[0]) + 1 for row in tokens_all], dtype=np.int64
+    )
+    limit = data.lengths.numpy() + EXTRA_ANSWER_TOKENS
+    for idx in batches_by_length(limit, batch_size):
+        width = int(limit[idx].max())
+        buffer = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            buffer[row, : prompt_len[i]] = data.tokens[i, : prompt_len[i]]
+        cur = torch.as_tensor(prompt_len[idx])
+        stop = torch.as_tensor(limit[idx])
+        done = torch.zeros(len(idx), dtype=torch.bool)
+        buffer = buffer.to(device)
+        while not bool(done.all()):
+            span = int(cur[~done].max())
+            with autocast(device):
+                logits = model(buffer[:, :span]).logits
+            rows = torch.arange(len(idx))
+            nxt = logits[rows, (cur - 1).clamp(max=span - 1)].argmax(-1).cpu()
+            active = ~done
+            buffer[rows[active], cur[active]] = nxt[active].to(device)
+            cur = torch.where(active, cur + 1, cur)
+            done = done | (active & (nxt == vocab.eos_id)) | (cur >= stop)
+        with autocast(device):
+            executed = model(buffer[:, : int(cur.max())]).depth.cpu().numpy()
+        out = buffer.cpu().numpy()
+        for row, i in enumerate(idx):
+            start, end = prompt_len[i], int(cur[row])
+            answers[i] = out[row, start:end].tolist()
+            depths[i] = executed[row, start - 1 : end - 1]
+    return answers, depths
+
+
+def evaluate_split(
+    model: AniraModel,
+    task: Task,
+    vocab: Vocabulary,
+    frame: pd.DataFrame,
+    meta: dict,
+    batch_size: int,
+    device,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    data = PaddedSplit.from_frame(frame)
+    tf = teacher_forced(model, data, batch_size, device)
+    answers, gen_depths = greedy_generate(model, data, vocab, batch_size, device)
+    feature_cols = [c for c in frame.columns if c.startswith("f_")]
+    token_parts, example_rows = [], []
+    for row, record in enumerate(frame.itertuples(index=False)):
+        n = len(record.tokens)
+        mask = np.asarray(record.answer_mask, dtype=bool)
+        positions = np.arange(1, n)
+        part = {
+            "example_id": record.id,
+            "size": record.size,
+            "position": positions,
+            "token": np.asarray(record.token_str, dtype=object)[1:],
+            "is_answer": mask[1:],
+            "correct": tf["correct"][row, 1:n],
+            "executed_depth": tf["depth"][row, 1:n],
+            "expected_depth": tf["expected"][row, 1:n],
+        }
+        for col in feature_cols:
+            part[col] = np.asarray(getattr(record, col), dtype=float)[1:]
+        token_parts.append(pd.DataFrame(part))
+
+        example = Example(
+            token_str=list(record.token_str),
+            answer_mask=list(mask),
+            size=int(record.size),
+            features={},
+            instance=json.loads(record.instance),
+        )
+        generated = vocab.decode(answers[row])
+        answer_positions = mask[1:]
+        example_rows.append(
+            {
+                "example_id": record.id,
+                "size": int(record.size),
+                "correct": bool(task.is_correct(example, generated)),
+                "tf_correct": bool(tf["correct"][row, 1:n][answer_positions].all()),
+                "mean_depth": float(gen_depths[row].mean()) if len(gen_depths[row]) else np.nan,
+                "tf_mean_depth": float(tf["depth"][row, 1:n][answer_positions].mean()),
+                "mean_expected_depth": float(tf["expected"][row, 1:n][answer_positions].mean()),
+                "n_answer_tokens": int(mask.sum()),
+                "generated": " ".join(generated),
+            }
+        )
+    tokens = pd.concat(token_parts, ignore_index=True)
+    examples = pd.DataFrame(example_rows)
+    for table in (tokens, examples):
+        for key, value in meta.items():
+            table.insert(0, key, value)
+    return tokens, examples
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    ckpt_dir, data_dir, out_dir = Path(cfg.checkpoint), Path(cfg.data_dir), Path(cfg.out_dir)
+    unknown = sorted(set(cfg.splits) - set(SPLITS))
+    if unknown:
+        raise AniraInputError(f"unknown splits {unknown}; choose from {list(SPLITS)}")
+    vocab = load_vocab(data_dir)
+    frames = {split: load_split(data_dir, split) for split in cfg.splits}
+    model, state = load_checkpoint(ckpt_dir, vocab, cfg.get("inference_rule"))
+    train_cfg = state["config"]
+    task = get_task(train_cfg["task"]["name"], **train_cfg["task"]["params"])
+    device = select_device(cfg.device)
+    set_threads(cfg.threads)
+    model.to(device)
+    batch_size = int(cfg.batch_size or train_cfg["scale"]["eval"]["batch_size"])
+    meta = {
+        "task": train_cfg["task"]["name"],
+        "router": train_cfg["router"]["name"],
+        "seed": int(train_cfg["seed"]),
+        "inference_rule": inference_rule(model.cfg),
+    }
+    written = []
+    for split, frame in frames.items():
+        if split == "train" and len(frame) > cfg.max_train_examples:
+            keep = np.random.default_rng(0).choice(
+                len(frame), cfg.max_train_examples, replace=False
+            )
+            frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
+        started = time.perf_counter()
+        tokens, examples = evaluate_split(
+            model, task, vocab, frame, meta | {"split": split}, batch_size, device
+        )
+        for kind, table in (("tokens", tokens), ("examples", examples)):
+            name = f"{split}.{kind}.parquet"
+            atomic_write_with(out_dir / name, lambda p, t=table: t.to_parquet(p, index=False))
+            written.append(name)
+        print(
+            f"{split}: {len(examples)} examples, accuracy {examples['correct'].mean():.3f}, "
+            f"mean depth {examples['mean_depth'].mean():.2f} "
+            f"({len(examples) / (time.perf_counter() - started):.0f} examples/s)",
+            flush=True,
+        )
+    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_manifest(out_dir, [*written, "config.yaml"])
+    return out_dir
+
+
+@anira_main("evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Evaluation: Parquet contract, batched greedy decoding against a one-example-at-a-time loop,
+teacher-forced records against the model's own forward pass, and bad checkpoints rejected."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from anira.batches import PaddedSplit
+from anira.data import load_split, load_vocab
+from anira.evaluate import evaluate, greedy_generate, load_checkpoint
+from anira.io import AniraInputError
+from anira.train import train
+from tests.configs import TINY_SCALE, compose_config, tiny_task
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    checkpoints = {}
+    for router in ("early", "online"):
+        out = tmp_path_factory.mktemp(f"ckpt_{router}")
+        overrides = [*tiny_task("brevo"), *TINY_SCALE, f"router={router}"]
+        train(
+            compose_config(
+                "train", [*overrides, f"data_dir={tiny_dataset['brevo']}", f"out_dir={out}"]
+            )
+        )
+        checkpoints[router] = out
+    return checkpoints
+
+
+def eval_cfg(checkpoint, data_dir, out_dir, extra=()):
+    return compose_config(
+        "evaluate",
+        [f"checkpoint={checkpoint}", f"data_dir={data_dir}", f"out_dir={out_dir}", *extra],
+    )
+
+
+def test_outputs_follow_the_contract(trained, tiny_dataset, tmp_path):
+    evaluate(eval_cfg(trained["online"], tiny_dataset["brevo"], tmp_path))
+    for split in ("train", "test", "interp", "extrap"):
+        tokens = pd.read_parquet(tmp_path / f"{split}.tokens.parquet")
+        examples = pd.read_parquet(tmp_path / f"{split}.examples.parquet")
+        frame = load_split(tiny_dataset["brevo"], split)
+        assert len(examples) == min(len(frame), 1000)
+        assert {
+            "example_id",
+            "position",
+            "is_answer",
+            "correct",
+            "executed_depth",
+            "expected_depth",
+            "f_frontier",
+            "inference_rule",
+        } <= set(tokens.columns)
+        assert {"correct", "tf_correct", "mean_depth", "size", "split"} <= set(examples.columns)
+        assert set(tokens["inference_rule"]) == {"median"}
+        assert tokens["executed_depth"].between(1, 6).all()
+        assert len(tokens) == sum(len(t) - 1 for t in frame["tokens"])
+
+
+def naive_greedy(model, prompt, eos_id, limit):
+    sequence = list(prompt)
+    while len(sequence) < limit:
+        logits = model(torch.tensor([sequence])).logits
+        sequence.append(int(logits[0, -1].argmax()))
+        if sequence[-1] == eos_id:
+            break
+    return sequence[len(prompt) :]
+
+
+@pytest.mark.parametrize("router", ["early", "online"])
+def test_batched_greedy_matches_one_example_at_a_time(trained, tiny_dataset, router):
+    vocab = load_vocab(tiny_dataset["brevo"])
+    model, _ = load_checkpoint(trained[router], vocab, None)
+    frame = load_split(tiny_dataset["brevo"], "extrap")
+    data = PaddedSplit.from_frame(frame)
+    answers, depths = greedy_generate(model, data, vocab, batch_size=5, device="cpu")
+    with torch.no_grad():
+        for i, tokens in enumerate(frame["tokens"]):
+            prompt = list(tokens[: list(tokens).index(vocab.ans_id) + 1])
+            expected = naive_greedy(model, prompt, vocab.eos_id, len(tokens) + 4)
+            assert answers[i] == expected
+            full = torch.tensor([prompt + expected])
+            assert depths[i].tolist() == model(full).depth[0, len(prompt) - 1 : -1].tolist()
+
+
+def test_wrong_vocabulary_and_truncated_checkpoint_are_rejected(trained, tiny_dataset, tmp_path):
+    with pytest.raises(AniraInputError, match="vocabulary"):
+        evaluate(eval_cfg(trained["early"], tiny_dataset["mano"], tmp_path / "a"))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("model.pt", "manifest.json", "metrics.jsonl", "config.yaml"):
+        (broken / name).write_bytes((trained["early"] / name).read_bytes())
+    data = (broken / "model.pt").read_bytes()
+    (broken / "model.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AniraInputError, match="checksum"):
+        evaluate(eval_cfg(broken, tiny_dataset["brevo"], tmp_path / "b"))
+    with pytest.raises(AniraInputError, match="not found"):
+        evaluate(eval_cfg(tmp_path / "missing", tiny_dataset["brevo"], tmp_path / "c"))
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

@@ -1,0 +1,97 @@
+"""Training: exact resume, outputs and manifest, bad inputs rejected before any work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from anira.io import AniraInputError, verify_manifest
+from anira.train import batch_indices, lr_factor, train
+from tests.configs import TINY_SCALE, compose_config, tiny_task
+
+
+def train_cfg(data_dir, out_dir, router="early", extra=()):
+    overrides = [
+        *tiny_task("brevo"),
+        *TINY_SCALE,
+        f"router={router}",
+        "seed=3",
+        f"data_dir={data_dir}",
+        f"out_dir={out_dir}",
+        *extra,
+    ]
+    return compose_config("train", overrides)
+
+
+def test_batches_cover_each_epoch_once_and_are_reproducible():
+    steps_per_epoch = 100 // 16
+    epoch = np.concatenate([batch_indices(s, 100, 16, seed=1) for s in range(steps_per_epoch)])
+    assert len(set(epoch.tolist())) == len(epoch) == steps_per_epoch * 16
+    assert np.array_equal(batch_indices(7, 100, 16, 1), batch_indices(7, 100, 16, 1))
+    assert not np.array_equal(batch_indices(7, 100, 16, 1), batch_indices(7, 100, 16, 2))
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor():
+    factors = [lr_factor(s, warmup=10, total=110, min_ratio=0.1) for s in range(111)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+    assert factors[-1] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("router", ["fixed", "early", "online"])
+def test_training_writes_checkpoint_metrics_and_manifest(tiny_dataset, tmp_path, router):
+    out = tmp_path / router
+    train(train_cfg(tiny_dataset["brevo"], out, router))
+    verify_manifest(out, ["model.pt", "metrics.jsonl", "config.yaml"])
+    assert not (out / "last.pt").exists()
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert state["step"] == 12 and state["config"]["router"]["name"] == router
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 3  # logged every 4 of 12 steps
+
+
+def test_interrupted_run_resumes_to_identical_weights(tiny_dataset, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(train_cfg(tiny_dataset["brevo"], straight, "online"))
+    with pytest.raises(SystemExit) as stop:
+        train(train_cfg(tiny_dataset["brevo"], resumed, "online", ["stop_after_steps=5"]))
+    assert stop.value.code == 0 and (resumed / "last.pt").is_file()
+    assert not (resumed / "model.pt").exists()
+    train(train_cfg(tiny_dataset["brevo"], resumed, "online"))
+    a = torch.load(straight / "model.pt", weights_only=True)
+    b = torch.load(resumed / "model.pt", weights_only=True)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert a["metrics"][-1]["loss"] == b["metrics"][-1]["loss"]
+
+
+def test_resume_from_another_configuration_is_refused(tiny_dataset, tmp_path):
+    with pytest.raises(SystemExit):
+        train(train_cfg(tiny_dataset["brevo"], tmp_path, "early", ["stop_after_steps=4"]))
+    with pytest.raises(AniraInputError, match="another configuration"):
+        train(train_cfg(tiny_dataset["brevo"], tmp_path, "online"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["router=nope"], "unknown router 'nope'"),
+        (["task.scales.mini.max_depth=0"], "max_depth must be at least 1"),
+        (["data_dir=does/not/exist"], "not found"),
+        (["task=mano"], "holds task"),
+    ],
+)
+def test_bad_input_is_one_line_error_and_writes_nothing(tiny_dataset, tmp_path, args, message):
+    out = tmp_path / "ckpt"
+    base = [*TINY_SCALE, "task=brevo", f"data_dir={tiny_dataset['brevo']}", f"out_dir={out}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "anira.train", *base, *args], capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+    assert not out.exists()
