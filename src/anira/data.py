@@ -1,0 +1,472 @@
+"""Datasets: the vocabulary, deterministic split generation, and validated loading.
+
+A dataset directory holds, for one task, scale and seed::
+
+    train.parquet test.parquet interp.parquet extrap.parquet   one row per example
+    vocab.json     the token list (``<pad>`` at id 0) and its SHA-256
+    config.yaml    the task config, scale, seed and the task's effective parameters
+    summary.json   counts and rejected duplicates per split and size
+    manifest.json  SHA-256 of every file above (written last)
+
+Splits by difficulty: ``train`` and ``test`` use the training sizes, ``interp`` sizes held out
+strictly inside the training range, ``extrap`` sizes strictly beyond it. ``n_train`` examples are
+spread evenly over the training sizes; every other split has ``n_eval_per_size`` per size.
+
+Determinism: each (split, size) draws from its own RNG,
+``SeedSequence(seed, spawn_key=(split index, size))``, so the same seed gives byte-identical files
+and adding a size never changes the examples of another. Duplicates inside ``train`` are kept (they
+are i.i.d. draws); an example of ``test``, ``interp`` or ``extrap`` whose token sequence occurs in
+``train`` or earlier in an evaluation split is rejected and redrawn, and the rejections are counted
+in ``summary.json``. A size whose example space is too small to fill a split that way is an error.
+
+Parquet columns: ``id``, ``task``, ``size``, ``split``, ``tokens`` (list of int64 ids),
+``token_str``, ``answer_mask``, ``instance`` (JSON) and ``f_<feature>`` (list of float, null where
+undefined) per feature of the task, all lists aligned with ``tokens``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from omegaconf import DictConfig, OmegaConf
+
+from anira.io import (
+    AniraInputError,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    verify_manifest,
+    write_manifest,
+)
+from anira.tasks import Example, Task, get_task
+from anira.tasks.base import ANS, EOS, PAD
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test", "interp", "extrap")
+VOCAB_NAME = "vocab.json"
+CONFIG_NAME = "config.yaml"
+SUMMARY_NAME = "summary.json"
+BASE_COLUMNS = ("id", "task", "size", "split", "tokens", "token_str", "answer_mask", "instance")
+CHUNK = 10_000  # examples per Parquet row group (fixed, so files stay byte-identical)
+MAX_DRAWS_FACTOR = 20  # an evaluation split may draw this many times its count (+1000)
+
+
+def split_file(split: str) -> str:
+    return f"{split}.parquet"
+
+
+class Vocabulary:
+    """Token strings ↔ ids. ``<pad>`` is id 0; ``hash`` identifies the vocabulary."""
+
+    def __init__(self, tokens: list[str]) -> None:
+        tokens = [str(t) for t in tokens]
+        if not tokens or tokens[0] != PAD:
+            raise AniraInputError(f"vocabulary must start with {PAD}")
+        if len(set(tokens)) != len(tokens):
+            raise AniraInputError("vocabulary has repeated tokens")
+        for special in (EOS, ANS):
+            if special not in tokens:
+                raise AniraInputError(f"vocabulary lacks {special}")
+        self.tokens = tokens
+        self.index = {t: i for i, t in enumerate(tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.tokens == other.tokens
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    @property
+    def eos_id(self) -> int:
+        return self.index[EOS]
+
+    @property
+    def ans_id(self) -> int:
+        return self.index[ANS]
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.tokens).encode("utf-8")).hexdigest()
+
+    def encode(self, token_str: list[str]) -> list[int]:
+        try:
+            return [self.index[t] for t in token_str]
+        except KeyError as err:
+            raise AniraInputError(f"token {err.args[0]!r} is not in the vocabulary") from err
+
+    def decode(self, ids: list[int]) -> list[str]:
+        return [self.tokens[int(i)] for i in ids]
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_json(path, {"tokens": self.tokens, "sha256": self.hash})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
+        try:
+            payload = json.loads(Path(path).read_text())
+            vocab = cls(payload["tokens"])
+            expected = payload["sha256"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise AniraInputError(f"cannot read vocabulary {path}: {err}") from err
+        if vocab.hash != expected:
+            raise AniraInputError(f"vocabulary {path} does not match its recorded hash")
+        return vocab
+
+
+# ---------------------------------------------------------------------------------------------
+# Split plan: which sizes, how many examples, validated before any work.
+
+
+def _int_list(value: Any, what: str) -> list[int]:
+    items = list(value) if value is not None else []
+    if any(isinstance(x, bool) or int(x) != x for x in items):
+        raise AniraInputError(f"{what} must be a list of integers, got {items}")
+    ints = [int(x) for x in items]
+    if len(set(ints)) != len(ints):
+        raise AniraInputError(f"{what} repeats a size: {ints}")
+    return ints
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or value is None or int(value) != value or int(value) < 1:
+        raise AniraInputError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """``(split, size, count)`` for every split and size of a scale config, validated.
+
+    Raises :class:`AniraInputError` for sizes below the task's minimum, interp sizes not strictly
+    inside the training range or equal to a training size, extrap sizes not beyond it, sizes shared
+    between splits, non-positive counts, and sizes whose example space (when the task knows it) is
+    too small for the examples requested.
+    """
+    train = sorted(_int_list(sizes.get("train"), "train sizes"))
+    interp = sorted(_int_list(sizes.get("interp"), "interp sizes"))
+    extrap = sorted(_int_list(sizes.get("extrap"), "extrap sizes"))
+    if not train:
+        raise AniraInputError("train sizes must not be empty")
+    n_train = _positive_int(sizes.get("n_train"), "n_train")
+    n_eval = _positive_int(sizes.get("n_eval_per_size"), "n_eval_per_size")
+    if n_train < len(train):
+        raise AniraInputError(f"n_train={n_train} is fewer than the {len(train)} training sizes")
+    for size in train + interp + extrap:
+        task.check_size(size)
+    lo, hi = train[0], train[-1]
+    for size in interp:
+        if not lo < size < hi or size in train:
+            raise AniraInputError(
+                f"interp size {size} must lie strictly inside the training range [{lo}, {hi}] "
+                f"and not be a training size {train}"
+            )
+    for size in extrap:
+        if size <= hi:
+            raise AniraInputError(f"extrap size {size} must exceed the largest training size {hi}")
+    if set(interp) & set(extrap):
+        both = sorted(set(interp) & set(extrap))
+        raise AniraInputError(f"sizes {both} are both interp and extrap")
+    per_train = [n_train // len(train) + (i < n_train % len(train)) for i in range(len(train))]
+    plan = [("train", s, n) for s, n in zip(train, per_train, strict=True)]
+    plan += [("test", s, n_eval) for s in train]
+    plan += [("interp", s, n_eval) for s in interp] + [("extrap", s, n_eval) for s in extrap]
+    train_counts = dict(zip(train, per_train, strict=True))
+    for split, size, count in plan:
+        space = task.space_size(size)
+        needed = count + train_counts.get(size, 0)
+        if split != "train" and space is not None and space < needed:
+            raise AniraInputError(
+                f"task {task.name} size {size} has only {space} distinct examples: too few for "
+                f"{count} {split} examples disjoint from the training examples of that size; "
+                "choose larger sizes or fewer examples"
+            )
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation.
+
+
+def split_rng(seed: int, split: str, size: int) -> np.random.Generator:
+    """The RNG of one (split, size): independent of every other split and size."""
+    sequence = np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), size))
+    return np.random.default_rng(sequence)
+
+
+def sequence_key(token_str: list[str]) -> bytes:
+    """A 16-byte digest of a token sequence, used to find examples shared between splits."""
+    return hashlib.blake2b("\x1f".join(token_str).encode("utf-8"), digest_size=16).digest()
+
+
+def split_schema(task: Task) -> pa.Schema:
+    fields = [
+        ("id", pa.string()),
+        ("task", pa.string()),
+        ("size", pa.int64()),
+        ("split", pa.string()),
+        ("tokens", pa.list_(pa.int64())),
+        ("token_str", pa.list_(pa.string())),
+        ("answer_mask", pa.list_(pa.bool_())),
+        ("instance", pa.string()),
+    ]
+    fields += [(f"f_{name}", pa.list_(pa.float64())) for name in task.features]
+    return pa.schema(fields)
+
+
+def examples_table(
+    task: Task, vocab: Vocabulary, split: str, rows: list[tuple[str, Example]]
+) -> pa.Table:
+    """A Parquet-ready table of ``(id, example)`` rows."""
+    columns: dict[str, list[Any]] = {
+        "id": [i for i, _ in rows],
+        "task": [task.name] * len(rows),
+        "size": [ex.size for _, ex in rows],
+        "split": [split] * len(rows),
+        "tokens": [vocab.encode(ex.token_str) for _, ex in rows],
+        "token_str": [ex.token_str for _, ex in rows],
+        "answer_mask": [ex.answer_mask for _, ex in rows],
+        "instance": [json.dumps(ex.instance, sort_keys=True) for _, ex in rows],
+    }
+    for name in task.features:
+        columns[f"f_{name}"] = [ex.features[name] for _, ex in rows]
+    return pa.Table.from_pydict(columns, schema=split_schema(task))
+
+
+class _Progress:
+    """Logs ``examples done / total`` with the rate every ``every`` examples of a split."""
+
+    def __init__(self, split: str, total: int, every: int) -> None:
+        self.split, self.total, self.every = split, total, max(int(every), 1)
+        self.done, self.start = 0, time.perf_counter()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.done % self.every == 0 or (self.done == self.total and self.total >= self.every):
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            eta = (self.total - self.done) / rate
+            done, total = self.done, self.total
+            log.info("%s: %d/%d examples (%.0f/s, ETA %.0fs)", self.split, done, total, rate, eta)
+
+
+def draw_examples(
+    task: Task,
+    split: str,
+    size: int,
+    count: int,
+    seed: int,
+    train_keys: set[bytes],
+    eval_keys: set[bytes],
+    progress: _Progress,
+) -> tuple[Iterator[Example], dict[str, int]]:
+    """Draw ``count`` examples of one (split, size); see the module docstring for the rules.
+
+    Returns a lazy iterator and the counters it fills (``rejected_train_overlap``,
+    ``rejected_repeat``) as it runs.
+    """
+    stats = {"count": count, "rejected_train_overlap": 0, "rejected_repeat": 0}
+    rng = split_rng(seed, split, size)
+    max_draws = MAX_DRAWS_FACTOR * count + 1000
+
+    def generate() -> Iterator[Example]:
+        made = draws = 0
+        while made < count:
+            if draws >= max_draws:
+                raise AniraInputError(
+                    f"task {task.name} {split} size {size}: only {made} of {count} examples not "
+                    f"in train after {draws} draws; the size's example space is too small for "
+                    "disjoint splits, choose other sizes or fewer examples"
+                )
+            draws += 1
+            example = task.sample(size, rng)
+            key = sequence_key(example.token_str)
+            if split == "train":
+                train_keys.add(key)
+            elif key in train_keys:
+                stats["rejected_train_overlap"] += 1
+                continue
+            elif key in eval_keys:
+                stats["rejected_repeat"] += 1
+                continue
+            else:
+                eval_keys.add(key)
+            made += 1
+            progress.step()
+            yield example
+
+    return generate(), stats
+
+
+def _chunks(items: Iterator[Any], n: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _as_container(cfg: Any) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def build_task(task_cfg: Mapping[str, Any], scale: str) -> tuple[Task, dict[str, Any], list]:
+    """The task of a dataset (with its dataset parameters), its effective parameters and plan."""
+    name = task_cfg.get("name")
+    params = dict(task_cfg.get("params") or {})
+    scales = task_cfg.get("scales") or {}
+    if scale not in scales:
+        raise AniraInputError(f"task {name!r} has no scale {scale!r}; scales: {', '.join(scales)}")
+    plan = plan_splits(get_task(name, **params), scales[scale])
+    max_size = max(size for _, size, _ in plan)
+    extra = get_task(name, **params).dataset_params(max_size)
+    params.update({k: v for k, v in extra.items() if k not in params})
+    task = get_task(name, **params)
+    plan = plan_splits(task, scales[scale])  # revalidate with the dataset parameters
+    return task, params, plan
+
+
+def generate_dataset(
+    task_cfg: Any, scale: Any, seed: int, out_dir: str | os.PathLike, progress_every: int = 50_000
+) -> dict[str, Any]:
+    """Write every split of ``task_cfg`` at ``scale`` (a name, or a config with ``name``).
+
+    Everything is validated before any file is written; splits are written under temporary names
+    and renamed only when every split is complete, then ``vocab.json``, ``config.yaml``,
+    ``summary.json`` and finally ``manifest.json``. Returns the summary.
+    """
+    task_cfg = _as_container(task_cfg)
+    scale_name = scale if isinstance(scale, str) else str(scale["name"])
+    if isinstance(seed, bool) or int(seed) != seed or int(seed) < 0:
+        raise AniraInputError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    task, params, plan = build_task(task_cfg, scale_name)
+    max_size = max(size for _, size, _ in plan)
+    vocab = Vocabulary([PAD, *task.vocab_tokens(max_size)])
+    out_dir = Path(out_dir)
+    created = not out_dir.exists()
+    summary: dict[str, Any] = {
+        "task": task.name,
+        "scale": scale_name,
+        "seed": seed,
+        "params": params,
+        "vocab_sha256": vocab.hash,
+        "splits": {},
+    }
+    train_keys: set[bytes] = set()
+    eval_keys: set[bytes] = set()
+    schema = split_schema(task)
+    try:
+        with contextlib.ExitStack() as stack:
+            for split in SPLITS:
+                split_plan = [(size, count) for s, size, count in plan if s == split]
+                progress = _Progress(split, sum(c for _, c in split_plan), progress_every)
+                tmp = stack.enter_context(atomic_path(out_dir / split_file(split)))
+                with pq.ParquetWriter(tmp, schema) as writer:
+                    summary["splits"][split] = {}
+                    for size, count in split_plan:
+                        examples, stats = draw_examples(
+                            task, split, size, count, seed, train_keys, eval_keys, progress
+                        )
+                        ids = (f"{split}-{size}-{i:07d}" for i in range(count))
+                        for rows in _chunks(zip(ids, examples, strict=False), CHUNK):
+                            writer.write_table(examples_table(task, vocab, split, rows))
+                        summary["splits"][split][str(size)] = stats
+                    if not split_plan:
+                        writer.write_table(schema.empty_table())
+            (out_dir / "manifest.json").unlink(missing_ok=True)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+    vocab.save(out_dir / VOCAB_NAME)
+    config = {"task": task_cfg, "scale": scale_name, "seed": seed, "params": params}
+    atomic_write_text(out_dir / CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.create(config)))
+    atomic_write_json(out_dir / SUMMARY_NAME, summary)
+    write_manifest(
+        out_dir, [split_file(s) for s in SPLITS] + [VOCAB_NAME, CONFIG_NAME, SUMMARY_NAME]
+    )
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading.
+
+
+def load_vocab(data_dir: str | os.PathLike) -> Vocabulary:
+    """The vocabulary of a dataset directory, checked against its manifest."""
+    verify_manifest(data_dir, [VOCAB_NAME])
+    return Vocabulary.load(Path(data_dir) / VOCAB_NAME)
+
+
+def load_task(data_dir: str | os.PathLike) -> Task:
+    """The task a dataset was generated with (its effective parameters included)."""
+    verify_manifest(data_dir, [CONFIG_NAME])
+    cfg = OmegaConf.to_container(OmegaConf.load(Path(data_dir) / CONFIG_NAME), resolve=True)
+    try:
+        return get_task(cfg["task"]["name"], **cfg["params"])
+    except (KeyError, TypeError) as err:
+        raise AniraInputError(f"malformed {CONFIG_NAME} in {data_dir}: {err}") from err
+
+
+def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
+    """One split as a DataFrame, after checking checksums, columns and token ids.
+
+    Raises :class:`AniraInputError` when the directory, manifest or file is missing, truncated,
+    modified, or from another task or vocabulary.
+    """
+    if split not in SPLITS:
+        raise AniraInputError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    data_dir = Path(data_dir)
+    verify_manifest(data_dir, [split_file(split), VOCAB_NAME, CONFIG_NAME])
+    vocab = load_vocab(data_dir)
+    task = load_task(data_dir)
+    path = data_dir / split_file(split)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as err:
+        raise AniraInputError(f"cannot read {path}: {err}") from err
+    expected = list(BASE_COLUMNS) + [f"f_{name}" for name in task.features]
+    missing = [c for c in expected if c not in table.column_names]
+    if missing:
+        raise AniraInputError(f"{path} lacks columns {missing}")
+    df = table.to_pandas()
+    if len(df) and (set(df["split"]) != {split} or set(df["task"]) != {task.name}):
+        raise AniraInputError(f"{path} holds rows of another split or task")
+    ids = table.column("tokens").combine_chunks().flatten().to_numpy()
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(vocab)):
+        raise AniraInputError(f"{path} has token ids outside its vocabulary of {len(vocab)}")
+    return df
+
+
+def row_to_example(row: Mapping[str, Any], features: tuple[str, ...]) -> Example:
+    """Rebuild the :class:`Example` of one row of :func:`load_split` (e.g. for ``is_correct``)."""
+    return Example(
+        token_str=[str(t) for t in row["token_str"]],
+        answer_mask=[bool(m) for m in row["answer_mask"]],
+        size=int(row["size"]),
+        features={
+            name: [None if v is None or np.isnan(v) else float(v) for v in row[f"f_{name}"]]
+            for name in features
+        },
+        instance=json.loads(row["instance"]),
+    )
