@@ -1,0 +1,217 @@
+"""Datasets: size validation, determinism, disjoint splits, manifests, rejected bad files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+
+from anira.data import (
+    SPLITS,
+    Vocabulary,
+    generate_dataset,
+    load_split,
+    load_task,
+    load_vocab,
+    plan_splits,
+    row_to_example,
+)
+from anira.io import AniraInputError
+from anira.tasks import get_task
+
+
+def task_cfg(name: str, **sizes):
+    scale = {"train": [3, 4, 6], "interp": [5], "extrap": [7], "n_train": 300}
+    scale |= {"n_eval_per_size": 40} | sizes
+    params = {"modulus": 23} if name == "mano" else {"max_parents": 4, "hub_degree": 4}
+    return {"name": name, "params": params, "scales": {"tiny": scale}}
+
+
+@pytest.fixture(scope="module")
+def brevo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("brevo")
+    generate_dataset(task_cfg("brevo"), "tiny", 0, out)
+    return out
+
+
+def test_vocabulary_round_trip(tmp_path):
+    vocab = Vocabulary(["<pad>", "a", "<ans>", "<eos>"])
+    assert (vocab.pad_id, vocab.ans_id, vocab.eos_id, len(vocab)) == (0, 2, 3, 4)
+    assert vocab.decode(vocab.encode(["a", "<eos>"])) == ["a", "<eos>"]
+    vocab.save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json") == vocab
+    assert Vocabulary.load(tmp_path / "v.json").hash == vocab.hash
+    assert Vocabulary(["<pad>", "b", "<ans>", "<eos>"]).hash != vocab.hash
+    with pytest.raises(AniraInputError):
+        vocab.encode(["zzz"])
+    for bad in (["a", "<pad>", "<ans>", "<eos>"], ["<pad>", "a", "a", "<ans>", "<eos>"]):
+        with pytest.raises(AniraInputError):
+            Vocabulary(bad)
+    payload = json.loads((tmp_path / "v.json").read_text())
+    payload["tokens"][1] = "b"
+    (tmp_path / "v.json").write_text(json.dumps(payload))
+    with pytest.raises(AniraInputError, match="hash"):
+        Vocabulary.load(tmp_path / "v.json")
+
+
+def test_plan_counts():
+    plan = plan_splits(get_task("mano"), task_cfg("mano", n_train=301)["scales"]["tiny"])
+    assert plan == [
+        ("train", 3, 101),
+        ("train", 4, 100),
+        ("train", 6, 100),
+        ("test", 3, 40),
+        ("test", 4, 40),
+        ("test", 6, 40),
+        ("interp", 5, 40),
+        ("extrap", 7, 40),
+    ]
+
+
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({"interp": [3]}, "interp size 3"),  # a training size
+        ({"interp": [6]}, "interp size 6"),  # the edge of the range
+        ({"interp": [2]}, "interp size 2"),  # below the range
+        ({"extrap": [6]}, "extrap size 6"),
+        ({"extrap": [5]}, "extrap size 5"),
+        ({"interp": [5], "extrap": [5]}, "extrap size 5"),
+        ({"train": [3, 3, 6]}, "repeats"),
+        ({"train": []}, "must not be empty"),
+        ({"train": [3, 4.5, 6]}, "integers"),
+        ({"n_train": 0}, "n_train"),
+        ({"n_train": 2}, "fewer than"),
+        ({"n_eval_per_size": -1}, "n_eval_per_size"),
+    ],
+)
+def test_bad_sizes_rejected(sizes, message):
+    with pytest.raises(AniraInputError, match=message):
+        plan_splits(get_task("mano"), task_cfg("mano", **sizes)["scales"]["tiny"])
+
+
+def test_size_below_minimum_and_too_small_space(tmp_path):
+    with pytest.raises(AniraInputError, match="minimum"):
+        generate_dataset(task_cfg("brevo", train=[2, 4, 6]), "tiny", 0, tmp_path / "a")
+    # MANO L=1 has 1587 expressions: a disjoint test split cannot exist next to 20000 train ones.
+    cfg = task_cfg("mano", train=[1, 2, 4], interp=[3], extrap=[5], n_train=20000)
+    with pytest.raises(AniraInputError, match="only 1587 distinct"):
+        generate_dataset(cfg, "tiny", 0, tmp_path / "b")
+    # BREVO N=3 with 3 labels: the space is found too small while drawing; nothing is left.
+    cfg = task_cfg("brevo", train=[3], interp=[], extrap=[], n_train=3000, n_eval_per_size=2000)
+    cfg["params"]["num_labels"] = 3
+    with pytest.raises(AniraInputError, match="too small"):
+        generate_dataset(cfg, "tiny", 0, tmp_path / "c")
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(AniraInputError, match="no scale"):
+        generate_dataset(task_cfg("brevo"), "paper", 0, tmp_path / "d")
+    with pytest.raises(AniraInputError, match="seed"):
+        generate_dataset(task_cfg("brevo"), "tiny", -1, tmp_path / "d")
+    assert not any(tmp_path.iterdir())
+
+
+def test_same_seed_gives_identical_files(tmp_path, brevo_dir):
+    generate_dataset(task_cfg("brevo"), "tiny", 0, tmp_path / "again")
+    generate_dataset(task_cfg("brevo"), "tiny", 1, tmp_path / "other")
+    names = sorted(p.name for p in brevo_dir.iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "again").iterdir())
+    for name in names:
+        assert (brevo_dir / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+    assert (brevo_dir / "train.parquet").read_bytes() != (
+        tmp_path / "other" / "train.parquet"
+    ).read_bytes()
+    # Adding a size leaves the examples of the other sizes unchanged (BREVO's label count would
+    # change with the largest size, so MANO shows it).
+    generate_dataset(task_cfg("mano"), "tiny", 0, tmp_path / "m")
+    generate_dataset(task_cfg("mano", extrap=[7, 8]), "tiny", 0, tmp_path / "more")
+    a, b = load_split(tmp_path / "m", "extrap"), load_split(tmp_path / "more", "extrap")
+    assert list(a["token_str"].map(list)) == list(b[b["size"] == 7]["token_str"].map(list))
+
+
+@pytest.mark.parametrize("name", ["brevo", "mano"])
+def test_splits_content_and_disjointness(tmp_path, name):
+    out = tmp_path / name
+    summary = generate_dataset(task_cfg(name), "tiny", 3, out)
+    task, vocab = load_task(out), load_vocab(out)
+    assert vocab.tokens[0] == "<pad>" and vocab.tokens[1:] == task.vocab_tokens(7)
+    frames = {split: load_split(out, split) for split in SPLITS}
+    expected_sizes = {"train": [3, 4, 6], "test": [3, 4, 6], "interp": [5], "extrap": [7]}
+    train_keys = {tuple(t) for t in frames["train"]["token_str"]}
+    seen_eval: set[tuple] = set()
+    for split, df in frames.items():
+        counts = df["size"].value_counts().sort_index()
+        assert list(counts.index) == expected_sizes[split]
+        assert (counts == (100 if split == "train" else 40)).all()
+        assert df["id"].is_unique and (df["split"] == split).all() and (df["task"] == name).all()
+        for _, row in df.iterrows():
+            tokens = [str(t) for t in row["token_str"]]
+            assert vocab.decode(row["tokens"]) == tokens
+            example = row_to_example(row, task.features)
+            assert task.is_correct(example, example.answer_str)
+            for feature in task.features:
+                assert len(row[f"f_{feature}"]) == len(tokens)
+            if split != "train":
+                assert tuple(tokens) not in train_keys and tuple(tokens) not in seen_eval
+                seen_eval.add(tuple(tokens))
+        assert set(summary["splits"][split]) == {str(s) for s in expected_sizes[split]}
+    # Rebuilding an example from its instance reproduces the stored features.
+    row = frames["test"].iloc[0]
+    example = row_to_example(row, task.features)
+    answer_start = example.answer_mask.index(True)
+    assert task.answer_features(example.instance, example.answer_str) == {
+        k: v[answer_start:] for k, v in example.features.items()
+    }
+
+
+def test_rejections_counted(tmp_path):
+    # N=3 over 7 labels is a small space: test examples repeat train ones and are redrawn.
+    summary = generate_dataset(task_cfg("brevo", n_train=3000), "tiny", 0, tmp_path)
+    stats = summary["splits"]["test"]["3"]
+    assert stats["count"] == 40 and stats["rejected_train_overlap"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+def test_progress_is_logged(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="anira.data"):
+        generate_dataset(task_cfg("mano"), "tiny", 0, tmp_path, progress_every=100)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train:")]
+    assert lines[0].startswith("train: 100/300 examples (") and "/s" in lines[0]
+
+
+def test_bad_files_rejected(tmp_path, brevo_dir):
+    data = tmp_path / "data"
+    shutil.copytree(brevo_dir, data)
+    assert len(load_split(data, "train")) == 300
+    with pytest.raises(AniraInputError, match="unknown split"):
+        load_split(data, "valid")
+    with pytest.raises(AniraInputError, match="not found"):
+        load_split(tmp_path / "missing", "train")
+    # Truncated.
+    raw = (data / "test.parquet").read_bytes()
+    (data / "test.parquet").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(AniraInputError, match="checksum"):
+        load_split(data, "test")
+    # Foreign: another dataset's file in its place.
+    mano = tmp_path / "mano"
+    generate_dataset(task_cfg("mano"), "tiny", 0, mano)
+    shutil.copy(mano / "train.parquet", data / "train.parquet")
+    with pytest.raises(AniraInputError, match="checksum"):
+        load_split(data, "train")
+    # No manifest.
+    (data / "manifest.json").unlink()
+    with pytest.raises(AniraInputError, match="manifest"):
+        load_split(data, "interp")
+    with pytest.raises(AniraInputError):
+        load_vocab(data)
+
+
+def test_regenerating_replaces_a_stale_dataset(tmp_path):
+    generate_dataset(task_cfg("mano"), "tiny", 0, tmp_path / "d")
+    generate_dataset(task_cfg("mano"), "tiny", 5, tmp_path / "d")
+    generate_dataset(task_cfg("mano"), "tiny", 5, tmp_path / "fresh")
+    for name in ("train.parquet", "manifest.json", "summary.json"):
+        assert (tmp_path / "d" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+    assert len(load_split(tmp_path / "d", "train")) == 300
+    assert not [p for p in (tmp_path / "d").iterdir() if p.name.endswith(".tmp")]
