@@ -1,0 +1,255 @@
+"""Shared machinery of the CLRS-Text tasks: the task base class, graph sampling, token helpers.
+
+Every CLRS-Text task is three plain functions glued by :class:`ClrsTask`:
+
+- ``sample_input(size, rng)`` draws a structured, JSON-able input (plain ints, never NumPy types);
+- ``encode_input(input)`` writes it as prompt tokens;
+- ``solve(input)`` runs the algorithm — plain Python, in the style of DeepMind's CLRS
+  (``clrs/_src/algorithms``) — and returns a :class:`Run`: the structured output, the answer tokens
+  (without ``<eos>``) and one value per answer token for each feature, *recorded while the algorithm
+  runs* (counters and timestamps kept in the loop, never recomputed from the output afterwards).
+
+The example is ``prompt <ans> answer <eos>``; features are ``None`` on the prompt and on ``<eos>``.
+
+Features of an answer that a model generated (``answer_features``) come from the same recorded run,
+mapped onto the emitted tokens by one of three rules (``align``):
+
+- ``"position"``: the i-th answer token gets the i-th recorded value (outputs indexed by position,
+  e.g. a predecessor array: token i is the parent of node i);
+- ``"value"``: a token gets the values recorded for the output item it names (sets of nodes or
+  indices, e.g. articulation points), ``None`` when the item is not in the gold output;
+- ``"pair"``: like ``"value"`` for outputs that are lists of pairs (edges): tokens 2k and 2k+1 form
+  one item.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from anira.io import AniraInputError
+from anira.tasks.base import ANS, EOS, Example, Task
+
+SEP = "|"  # separates sections of a prompt (and rows of a matrix answer)
+
+Feature = list[float | None]
+
+
+class Run(NamedTuple):
+    """One execution of an algorithm: its output and the state recorded per answer token."""
+
+    output: Any  # structured (JSON-able) output, stored as instance["output"]
+    answer: list[str]  # answer tokens, without <eos>
+    features: dict[str, Feature]  # feature name → one value per answer token
+
+
+def nums(k: int, start: int = 0) -> list[str]:
+    """Number tokens ``str(start) … str(k - 1)``."""
+    return [str(i) for i in range(start, k)]
+
+
+def toks(values: Iterable[int]) -> list[str]:
+    return [str(int(v)) for v in values]
+
+
+def pairs_tokens(pairs: Iterable[Sequence[int]]) -> list[str]:
+    return [str(int(x)) for pair in pairs for x in pair]
+
+
+def positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if int(value) != value or value < minimum:
+        raise AniraInputError(f"parameter {name}={value!r} must be an integer >= {minimum}")
+    return int(value)
+
+
+def alphabet(size: Any) -> list[str]:
+    """The first ``size`` lower-case letters (tokens of the string tasks), validated."""
+    size = positive_int("alphabet_size", size, 2)
+    if size > 26:
+        raise AniraInputError(f"parameter alphabet_size={size} must be <= 26")
+    return [chr(ord("a") + i) for i in range(size)]
+
+
+class ClrsTask(Task):
+    """Base of the CLRS-Text tasks (see the module docstring for the three functions)."""
+
+    align: ClassVar[str] = "position"
+
+    @abc.abstractmethod
+    def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
+        """A random structured input of the given size."""
+
+    @abc.abstractmethod
+    def encode_input(self, inp: dict[str, Any]) -> list[str]:
+        """The prompt tokens (everything before ``<ans>``)."""
+
+    @abc.abstractmethod
+    def solve(self, inp: dict[str, Any]) -> Run:
+        """Run the algorithm, recording the features of every answer token as it goes."""
+
+    def sample(self, size: int, rng: np.random.Generator) -> Example:
+        self.check_size(size)
+        return self.make_example(self.sample_input(int(size), rng), int(size))
+
+    def make_example(self, inp: dict[str, Any], size: int) -> Example:
+        run = self.solve(inp)
+        assert set(run.features) == set(self.features), f"{self.name}: features {run.features}"
+        prompt = [*self.encode_input(inp), ANS]
+        n_prompt, n_answer = len(prompt), len(run.answer)
+        features = {
+            name: [None] * n_prompt + list(run.features[name]) + [None] for name in self.features
+        }
+        return Example(
+            token_str=prompt + run.answer + [EOS],
+            answer_mask=[False] * n_prompt + [True] * (n_answer + 1),
+            size=size,
+            features=features,
+            instance={"input": inp, "output": run.output},
+        )
+
+    def answer_features(self, instance: dict[str, Any], answer: list[str]) -> dict[str, Feature]:
+        run = self.solve(instance["input"])
+        if self.align == "position":
+            keys: list[Any] = list(range(len(answer)))
+            gold = {i: i for i in range(len(run.answer))}
+        elif self.align == "value":
+            keys = list(answer)
+            gold = {}
+            for i, tok in enumerate(run.answer):
+                gold.setdefault(tok, i)
+        elif self.align == "pair":
+            keys = [tuple(answer[i - i % 2 : i - i % 2 + 2]) for i in range(len(answer))]
+            gold = {}
+            for i in range(0, len(run.answer), 2):
+                gold.setdefault(tuple(run.answer[i : i + 2]), i)
+        else:
+            raise AssertionError(f"unknown align rule {self.align!r}")
+        out: dict[str, Feature] = {}
+        for name in self.features:
+            values = run.features[name]
+            out[name] = [
+                values[gold[key]] if key in gold and tok != EOS else None
+                for key, tok in zip(keys, answer, strict=True)
+            ]
+        return out
+
+
+# --- graphs ------------------------------------------------------------------------------------
+
+
+def sample_edges(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    mean_degree: float,
+    directed: bool = False,
+    dag: bool = False,
+    connected: bool = False,
+) -> list[list[int]]:
+    """A sparse Erdős–Rényi graph on nodes ``0 … n-1`` as a sorted edge list.
+
+    Each possible edge is kept with probability ``mean_degree / (n - 1)`` (so a node has
+    ``mean_degree`` out-neighbours — neighbours when undirected — on average; CLRS samples dense
+    graphs, which would make text inputs quadratic). Undirected edges are listed once as ``[u, v]``
+    with ``u < v``. ``dag``: edges point along a random permutation of the nodes, so index order is
+    not a topological order. ``connected`` (undirected only): a random spanning tree is added first.
+    """
+    if n < 2:
+        return []
+    p = min(1.0, mean_degree / (n - 1))
+    if directed and not dag:
+        cand = [(u, v) for u in range(n) for v in range(n) if u != v]
+    else:
+        cand = [(u, v) for u in range(n) for v in range(u + 1, n)]
+    keep = rng.random(len(cand)) < p
+    edges = {cand[i] for i in np.flatnonzero(keep)}
+    if dag:
+        perm = rng.permutation(n)
+        edges = {(int(perm[u]), int(perm[v])) for u, v in edges}
+    if connected:
+        assert not directed, "connected graphs are undirected"
+        order = rng.permutation(n)
+        for i in range(1, n):
+            u, v = int(order[i]), int(order[rng.integers(i)])
+            edges.add((min(u, v), max(u, v)))
+    return [list(e) for e in sorted(edges)]
+
+
+def add_weights(edges: list[list[int]], rng: np.random.Generator, max_weight: int) -> None:
+    """Append a weight drawn uniformly from ``1 … max_weight - 1`` to every edge, in place."""
+    for edge, w in zip(edges, rng.integers(1, max_weight, size=len(edges)), strict=True):
+        edge.append(int(w))
+
+
+def adjacency(n: int, edges: Iterable[Sequence[int]], directed: bool) -> list[list[int]]:
+    """Neighbour lists in ascending order (the order every traversal here visits them in)."""
+    adj: list[list[int]] = [[] for _ in range(n)]
+    for u, v, *_ in edges:
+        adj[u].append(v)
+        if not directed:
+            adj[v].append(u)
+    return [sorted(a) for a in adj]
+
+
+def weighted_adjacency(
+    n: int, edges: Iterable[Sequence[int]], directed: bool
+) -> list[list[tuple[int, int]]]:
+    """``adj[u]`` = sorted ``(v, weight)`` pairs."""
+    adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for u, v, w in edges:
+        adj[u].append((v, w))
+        if not directed:
+            adj[v].append((u, w))
+    return [sorted(a) for a in adj]
+
+
+def edge_tokens(edges: Iterable[Sequence[int]]) -> list[str]:
+    return [str(int(x)) for edge in edges for x in edge]
+
+
+class GraphTask(ClrsTask):
+    """A task on a random graph with ``size`` nodes; numbers are node ids (and weights)."""
+
+    min_size = 2
+    directed: ClassVar[bool] = False
+    weighted: ClassVar[bool] = False
+    dag: ClassVar[bool] = False
+    connected: ClassVar[bool] = False
+    has_source: ClassVar[bool] = False
+    symbols: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, mean_degree: float = 2.0, max_weight: int = 10) -> None:
+        if not mean_degree > 0:
+            raise AniraInputError(f"parameter mean_degree={mean_degree!r} must be > 0")
+        self.mean_degree = float(mean_degree)
+        self.max_weight = positive_int("max_weight", max_weight, 2)
+
+    def vocab_tokens(self, max_size: int) -> list[str]:
+        top = max(max_size + 1, self.max_weight if self.weighted else 0)
+        return [ANS, EOS, SEP, *self.symbols, *nums(top)]
+
+    def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
+        edges = sample_edges(
+            size,
+            rng,
+            mean_degree=self.mean_degree,
+            directed=self.directed,
+            dag=self.dag,
+            connected=self.connected,
+        )
+        if self.weighted:
+            add_weights(edges, rng, self.max_weight)
+        inp: dict[str, Any] = {"n": size, "edges": edges}
+        if self.has_source:
+            inp["source"] = int(rng.integers(size))
+        return inp
+
+    def encode_input(self, inp: dict[str, Any]) -> list[str]:
+        """``n | u v [w] u v [w] … [| source]``, edges sorted (``n``: isolated nodes exist)."""
+        tokens = [str(inp["n"]), SEP, *edge_tokens(inp["edges"])]
+        if self.has_source:
+            tokens += [SEP, str(inp["source"])]
+        return tokens
