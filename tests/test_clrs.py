@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+from fractions import Fraction
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pytest
+import yaml
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import ConvexHull as ScipyHull
 
 import anira.tasks.clrs  # noqa: F401  (registers the tasks)
 from anira.io import AniraInputError
-from anira.tasks import TASKS
+from anira.tasks import TASKS, get_task
 from anira.tasks.base import ANS, EOS
 
 CLRS = sorted(name for name in TASKS if name.startswith("clrs_"))
@@ -217,6 +223,95 @@ def ref_string_matcher(inp, out, ex):
     assert out  # the pattern is planted
 
 
+def ref_activity_selector(inp, out, ex):
+    acts = inp["activities"]
+    chosen = sorted(acts[i] for i in out)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(chosen))
+    by_start = sorted(acts)
+
+    @functools.cache
+    def most(i):  # most compatible activities among by_start[i:]
+        if i == len(by_start):
+            return 0
+        nxt = next(
+            (j for j in range(i + 1, len(by_start)) if by_start[j][0] >= by_start[i][1]), None
+        )
+        return max(most(i + 1), 1 + (most(nxt) if nxt is not None else 0))
+
+    assert len(out) == most(0)
+
+
+def ref_task_scheduling(inp, out, ex):
+    tasks, n = inp["tasks"], len(inp["tasks"])
+    early = sorted(tasks[i][0] for i in out)
+    assert all(d >= t for t, d in enumerate(early, start=1))  # all can be on time
+    gain = np.array([[w if t <= d else 0 for t in range(1, n + 1)] for d, w in tasks])
+    rows, cols = linear_sum_assignment(gain, maximize=True)
+    assert sum(tasks[i][1] for i in out) == gain[rows, cols].sum()
+
+
+def point_segment_dist2(p, a, b) -> Fraction:
+    d = (b[0] - a[0], b[1] - a[1])
+    length2 = d[0] ** 2 + d[1] ** 2
+    t = (
+        Fraction(0)
+        if length2 == 0
+        else Fraction((p[0] - a[0]) * d[0] + (p[1] - a[1]) * d[1], length2)
+    )
+    t = min(max(t, Fraction(0)), Fraction(1))
+    return (a[0] + t * d[0] - p[0]) ** 2 + (a[1] + t * d[1] - p[1]) ** 2
+
+
+def exact_intersect(p1, p2, p3, p4) -> bool:
+    """Parametric crossing, else zero distance from an endpoint to the other segment."""
+    r, s = (p2[0] - p1[0], p2[1] - p1[1]), (p4[0] - p3[0], p4[1] - p3[1])
+    denom = r[0] * s[1] - r[1] * s[0]
+    if denom != 0:
+        qp = (p3[0] - p1[0], p3[1] - p1[1])
+        t = Fraction(qp[0] * s[1] - qp[1] * s[0], denom)
+        u = Fraction(qp[0] * r[1] - qp[1] * r[0], denom)
+        if 0 <= t <= 1 and 0 <= u <= 1:
+            return True
+    return (
+        min(
+            point_segment_dist2(p1, p3, p4),
+            point_segment_dist2(p2, p3, p4),
+            point_segment_dist2(p3, p1, p2),
+            point_segment_dist2(p4, p1, p2),
+        )
+        == 0
+    )
+
+
+def ref_segments_intersect(inp, out, ex):
+    expected = [
+        int(exact_intersect(*(row[i : i + 2] for i in range(0, 8, 2)))) for row in inp["pairs"]
+    ]
+    assert out == expected
+
+
+def ref_convex_hull(inp, out, ex):
+    pts = [tuple(p) for p in inp["points"]]
+
+    def turn(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    def chain(order):  # Andrew's monotone chain, strict corners only
+        hull = []
+        for i in order:
+            while len(hull) >= 2 and turn(pts[hull[-2]], pts[hull[-1]], pts[i]) <= 0:
+                hull.pop()
+            hull.append(i)
+        return hull[:-1]
+
+    order = sorted(range(len(pts)), key=lambda i: pts[i])
+    hull = chain(order) + chain(order[::-1])
+    start = hull.index(min(hull, key=lambda i: (pts[i][1], pts[i][0])))
+    assert out == hull[start:] + hull[:start]
+    if any(turn(pts[0], pts[1], p) for p in pts[2:]):  # not all collinear: Qhull agrees
+        assert sorted(out) == sorted(ScipyHull(np.array(pts)).vertices.tolist())
+
+
 REFERENCES = {
     "clrs_sort": ref_sort,
     "clrs_minimum": ref_minimum,
@@ -237,6 +332,10 @@ REFERENCES = {
     "clrs_optimal_bst": ref_optimal_bst,
     "clrs_lcs_length": ref_lcs_length,
     "clrs_string_matcher": ref_string_matcher,
+    "clrs_activity_selector": ref_activity_selector,
+    "clrs_task_scheduling": ref_task_scheduling,
+    "clrs_segments_intersect": ref_segments_intersect,
+    "clrs_convex_hull": ref_convex_hull,
 }
 
 
@@ -410,6 +509,36 @@ HAND = [
         "0 2",
         {"naive_comparisons": [3, 7], "kmp_comparisons": [7, 11]},
     ),
+    (
+        "clrs_activity_selector",
+        {"activities": [[1, 4], [3, 5], [0, 6], [5, 7]]},
+        "0 3",
+        {"scan_step": [1, 4], "rejected_before": [0, 2]},
+    ),
+    (
+        "clrs_task_scheduling",
+        {"tasks": [[1, 5], [1, 7], [2, 3]]},
+        "1 2",
+        {"scan_step": [1, 3], "rejected_before": [0, 1], "free_slots": [1, 1]},
+    ),
+    (
+        "clrs_segments_intersect",
+        {"pairs": [[0, 0, 2, 2, 0, 2, 2, 0], [0, 0, 1, 0, 2, 0, 3, 0], [0, 0, 1, 0, 1, 0, 1, 5]]},
+        "1 0 1",
+        {"tests": [4, 8, 5], "on_segment_checks": [0, 4, 1]},
+    ),
+    (
+        "clrs_convex_hull",
+        {"points": [[0, 0], [3, 0], [2, 1], [3, 3], [0, 3]]},
+        "0 1 3 4",
+        {"graham_pops": [0, 0, 1, 1], "jarvis_tests": [0, 3, 6, 9]},
+    ),
+    (
+        "clrs_convex_hull",
+        {"points": [[0, 0], [2, 2], [1, 1], [3, 3]]},
+        "0 3",
+        {"graham_pops": [0, 0], "jarvis_tests": [0, 2]},
+    ),
 ]
 
 
@@ -437,3 +566,52 @@ def test_alternative_valid_answers():
     ex = mst.make_example({"n": 3, "edges": [[0, 1, 1], [0, 2, 1], [1, 2, 1]]}, 3)
     assert mst.is_correct(ex, ["2", "1", "0", "2", EOS])
     assert not mst.is_correct(ex, ["0", "1", "1", "0", EOS])
+
+
+def test_twenty_three_tasks():
+    assert len(CLRS) == 23
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "task"
+
+
+@pytest.mark.parametrize("name", CLRS)
+def test_config(name):
+    """Each task has a config whose sizes are valid, disjoint per split, and sample quickly."""
+    cfg = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+    assert cfg["name"] == name
+    task = get_task(name, **cfg["params"])
+    for scale in ("mini", "paper"):
+        s = cfg["scales"][scale]
+        train, interp, extrap = set(s["train"]), set(s["interp"]), set(s["extrap"])
+        assert not (train & interp or train & extrap or interp & extrap)
+        assert min(train) < min(interp) <= max(interp) < max(train) < min(extrap)
+        for size in train | interp | extrap:
+            task.check_size(size)
+        assert s["max_depth"] == 6
+    assert cfg["scales"]["paper"]["extrap"] == [64] and max(cfg["scales"]["paper"]["train"]) == 16
+    mini = cfg["scales"]["mini"]
+    rng = np.random.default_rng(0)
+    longest = max(len(task.sample(max(mini["extrap"]), rng).token_str) for _ in range(20))
+    assert longest <= 100, f"{name}: mini sequences up to {longest} tokens"
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("clrs_bfs", {"mean_degree": 0}),
+        ("clrs_mst", {"max_weight": 1}),
+        ("clrs_sort", {"max_value": 1.5}),
+        ("clrs_lcs_length", {"alphabet_size": 30}),
+        ("clrs_string_matcher", {"alphabet_size": 1}),
+        ("clrs_convex_hull", {"coord_range": 0}),
+    ],
+)
+def test_bad_parameters_rejected(name, params):
+    with pytest.raises(AniraInputError, match="parameter"):
+        get_task(name, **params)
+
+
+def test_convex_hull_rejects_more_points_than_the_grid_holds():
+    with pytest.raises(AniraInputError, match="exceeds"):
+        get_task("clrs_convex_hull", coord_range=3).sample(10, np.random.default_rng(0))

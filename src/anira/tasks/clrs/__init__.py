@@ -38,4 +38,4 @@ rather than node masks; ties are broken by index everywhere, and where several a
 (topological orders, shortest-path trees, minimum spanning trees) ``is_correct`` accepts any.
 """
 
-from anira.tasks.clrs import dynamic, graphs, paths, sorting, strings  # noqa: F401
+from anira.tasks.clrs import dynamic, geometry, graphs, greedy, paths, sorting, strings  # noqa: F401

@@ -1,0 +1,128 @@
+"""Greedy tasks of CLRS-Text: activity selection and unit-time task scheduling.
+
+Both answer with the indices the greedy algorithm accepts, in the order it accepts them, and share
+two features recorded as the greedy scan runs: ``scan_step`` (1-based position, in the greedy's
+order, of the candidate when it was accepted) and ``rejected_before`` (candidates rejected since
+the previous acceptance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from anira.tasks import register
+from anira.tasks.base import ANS, EOS
+from anira.tasks.clrs.common import ClrsTask, Run, nums, pairs_tokens, positive_int, toks
+
+
+def greedy_scan(order: list[int], accept: Callable[[int], bool]) -> tuple[list[int], dict]:
+    """Offer candidates in ``order``; record the state at each acceptance."""
+    chosen: list[int] = []
+    features: dict[str, list[int]] = {"scan_step": [], "rejected_before": []}
+    rejected = 0
+    for step, i in enumerate(order, start=1):
+        if accept(i):
+            chosen.append(i)
+            features["scan_step"].append(step)
+            features["rejected_before"].append(rejected)
+            rejected = 0
+        else:
+            rejected += 1
+    return chosen, features
+
+
+@register
+class ActivitySelector(ClrsTask):
+    """A maximum set of mutually compatible activities (CLRS GREEDY-ACTIVITY-SELECTOR).
+
+    Input: ``size`` activities as ``start finish`` pairs (``0 <= start < finish <= max_time``);
+    activities ``[s, f)`` are compatible when they do not overlap. Output: the selected indices in
+    selection order (by finish time, ties by index). ``1 4 3 5 0 6 5 7 <ans> 0 3 <eos>``.
+    Features (module docstring): scan_step ``1 4``, rejected_before ``0 2``.
+    """
+
+    name = "clrs_activity_selector"
+    features = ("scan_step", "rejected_before")
+    align = "value"
+
+    def __init__(self, max_time: int = 20) -> None:
+        self.max_time = positive_int("max_time", max_time, 2)
+
+    def vocab_tokens(self, max_size: int) -> list[str]:
+        return [ANS, EOS, *nums(max(self.max_time + 1, max_size))]
+
+    def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
+        start = rng.integers(0, self.max_time, size=size)
+        finish = [int(rng.integers(s + 1, self.max_time + 1)) for s in start]
+        return {"activities": [[int(s), f] for s, f in zip(start, finish, strict=True)]}
+
+    def encode_input(self, inp: dict[str, Any]) -> list[str]:
+        return pairs_tokens(inp["activities"])
+
+    def solve(self, inp: dict[str, Any]) -> Run:
+        acts = inp["activities"]
+        free_from = -1  # finish time of the last selected activity
+
+        def accept(i: int) -> bool:
+            nonlocal free_from
+            if acts[i][0] < free_from:
+                return False
+            free_from = acts[i][1]
+            return True
+
+        order = sorted(range(len(acts)), key=lambda i: (acts[i][1], i))
+        chosen, features = greedy_scan(order, accept)
+        return Run(chosen, toks(chosen), features)
+
+
+@register
+class TaskScheduling(ClrsTask):
+    """Unit-time tasks with deadlines and penalties (CLRS §16.5): the tasks scheduled on time.
+
+    Input: ``size`` tasks as ``deadline penalty`` pairs (deadline in ``1 … size``, penalty in
+    ``1 … max_penalty - 1``). The greedy offers tasks by decreasing penalty (ties by index) and
+    accepts one when the accepted set can still all meet their deadlines — checked by keeping the
+    latest free time slot at or before each deadline. Output: accepted indices in acceptance order.
+    ``1 5 1 7 2 3 <ans> 1 2 <eos>`` (task 0 would be late). Features: scan_step ``1 3``,
+    rejected_before ``0 1`` (module docstring) and ``free_slots`` (free slots at or before the
+    task's deadline just before it was accepted; example ``1 1``).
+    """
+
+    name = "clrs_task_scheduling"
+    features = ("scan_step", "rejected_before", "free_slots")
+    align = "value"
+
+    def __init__(self, max_penalty: int = 10) -> None:
+        self.max_penalty = positive_int("max_penalty", max_penalty, 2)
+
+    def vocab_tokens(self, max_size: int) -> list[str]:
+        return [ANS, EOS, *nums(max(self.max_penalty, max_size + 1))]
+
+    def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
+        deadline = rng.integers(1, size + 1, size=size)
+        penalty = rng.integers(1, self.max_penalty, size=size)
+        return {"tasks": [[int(d), int(w)] for d, w in zip(deadline, penalty, strict=True)]}
+
+    def encode_input(self, inp: dict[str, Any]) -> list[str]:
+        return pairs_tokens(inp["tasks"])
+
+    def solve(self, inp: dict[str, Any]) -> Run:
+        tasks = inp["tasks"]
+        busy = [False] * (len(tasks) + 1)  # busy[t]: slot t (1-based) is taken
+        free_slots: list[int] = []
+
+        def accept(i: int) -> bool:
+            deadline = min(tasks[i][0], len(tasks))
+            free = [t for t in range(1, deadline + 1) if not busy[t]]
+            if not free:
+                return False
+            free_slots.append(len(free))
+            busy[free[-1]] = True
+            return True
+
+        order = sorted(range(len(tasks)), key=lambda i: (-tasks[i][1], i))
+        chosen, features = greedy_scan(order, accept)
+        return Run(chosen, toks(chosen), {**features, "free_slots": free_slots})
