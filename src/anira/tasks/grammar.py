@@ -401,7 +401,11 @@ class PCFG:
         n = len(tokens)
         # chart[k]: (start, rule, dot) -> [alpha, gamma, viterbi, count, backpointer]
         chart: list[dict[tuple[int, int, int], list]] = [dict() for _ in range(n + 1)]
+        # items at k waiting for a nonterminal / expecting a terminal, by that symbol
         waiting: list[dict[str, list[tuple[int, int, int]]]] = [
+            defaultdict(list) for _ in range(n + 1)
+        ]
+        scans: list[dict[str, list[tuple[int, int, int]]]] = [
             defaultdict(list) for _ in range(n + 1)
         ]
         best_done: dict[tuple[str, int, int], tuple[float, int]] = {}  # (nt, j, k) -> (vit, rule)
@@ -416,12 +420,7 @@ class PCFG:
                 need[self.start] = 1.0
             for nt, keys in wait_k.items():
                 need[nt] += sum(items[key][0] for key in keys)
-            scan: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-            for key in items:
-                d = key[2]
-                rhs = rules[key[1]].rhs
-                if d < len(rhs) and rhs[d] not in self.rules_of:
-                    scan[rhs[d]].append(key)
+            scan = scans[k]
             for nt in self.topo:
                 alpha = need.get(nt, 0.0)
                 if alpha <= 0.0:
@@ -454,7 +453,7 @@ class PCFG:
                 a, g, v, c, _ = items[key]
                 new = (key[0], key[1], key[2] + 1)
                 nxt[new] = [a, g, v, c, -1]
-                self._file(new, waiting[k + 1], done_by_start)
+                self._file(new, waiting[k + 1], scans[k + 1], done_by_start)
             # ---- completion at k + 1, by decreasing start
             for j in range(k, -1, -1):
                 keys = done_by_start.pop(j, None)
@@ -482,7 +481,7 @@ class PCFG:
                         cur = nxt.get(new)
                         if cur is None:
                             nxt[new] = [a * g_b, g * g_b, v * v_b, c * c_b, j]
-                            self._file(new, waiting[k + 1], done_by_start)
+                            self._file(new, waiting[k + 1], scans[k + 1], done_by_start)
                         else:
                             cur[0] += a * g_b
                             cur[1] += g * g_b
@@ -501,12 +500,15 @@ class PCFG:
             viterbi_prob=vit_root if accepted else 0.0,
         )
 
-    def _file(self, key: tuple[int, int, int], waiting_k: dict, done_by_start: dict) -> None:
+    def _file(self, key: tuple[int, int, int], waiting_k: dict, scan_k: dict, done: dict) -> None:
+        """Index a new item by what it needs next: completion, a nonterminal, or a terminal."""
         rhs = self.rules[key[1]].rhs
         if key[2] == len(rhs):
-            done_by_start[key[0]].append(key)
+            done[key[0]].append(key)
         elif rhs[key[2]] in self.rules_of:
             waiting_k[rhs[key[2]]].append(key)
+        else:
+            scan_k[rhs[key[2]]].append(key)
 
     def _backtrace(self, chart, best_done, rule: int, start: int, end: int) -> Tree:
         rhs = self.rules[rule].rhs

@@ -42,7 +42,13 @@ when the gold prefix w_1..w_{t-1} followed by it is still a prefix of some strin
 (for ``<eos>``: when the prefix is itself a string of the language). Where the grammar's most likely
 next token is unique, :meth:`Lano.token_best_match` also reports exact match with it. Both read the
 valid and most likely next tokens stored per answer position in ``instance``, so no parser is needed
-to score teacher-forced predictions.
+to score teacher-forced predictions. Validity is lenient: with three terminals most prefixes admit
+every terminal (about 88% of answer positions of the default grammar at mini sizes), so a model that
+only emits terminals scores high; the exact match with the most likely token is the strict metric.
+
+Default grammar (``config/grammars/lano_default.pcfg``): 4 levels of 3 nonterminals, 4 rules each,
+terminals ``a b c``; string lengths 6 to 123; about a third of the strings at mini sizes have more
+than one parse, and for about one in ten the Viterbi parse differs from the generating derivation.
 """
 
 from __future__ import annotations
