@@ -345,9 +345,10 @@ def feature(ex, name: str) -> list:
 
 
 def random_sizes(task) -> list[int]:
-    """N_RANDOM sizes cycling from the task's minimum to 16, with every tenth at 24."""
+    """N_RANDOM sizes cycling from the task's minimum to 16, every tenth at 24, the last at 64."""
     small = list(range(task.min_size, 17))
-    return [24 if i % 10 == 9 else small[i % len(small)] for i in range(N_RANDOM)]
+    sizes = [24 if i % 10 == 9 else small[i % len(small)] for i in range(N_RANDOM)]
+    return [*sizes[:-1], 64]
 
 
 def test_registry_has_every_reference():
@@ -358,7 +359,7 @@ def test_registry_has_every_reference():
 def test_against_independent_reference(name):
     task = TASKS[name]()
     rng = np.random.default_rng(0)
-    vocab = set(task.vocab_tokens(24))
+    vocab = set(task.vocab_tokens(64))
     for size in random_sizes(task):
         ex = task.sample(size, rng)
         inp, out = ex.instance["input"], ex.instance["output"]

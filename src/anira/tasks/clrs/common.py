@@ -155,7 +155,8 @@ def sample_edges(
     ``mean_degree`` out-neighbours — neighbours when undirected — on average; CLRS samples dense
     graphs, which would make text inputs quadratic). Undirected edges are listed once as ``[u, v]``
     with ``u < v``. ``dag``: edges point along a random permutation of the nodes, so index order is
-    not a topological order. ``connected`` (undirected only): a random spanning tree is added first.
+    not a topological order. ``connected`` (undirected only): a random spanning tree is added too
+    (the mean degree is then about ``mean_degree + 2``).
     """
     if n < 2:
         return []

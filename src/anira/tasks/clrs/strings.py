@@ -69,7 +69,7 @@ class StringMatcher(ClrsTask):
     features = ("naive_comparisons", "kmp_comparisons")
     align = "value"
 
-    def __init__(self, alphabet_size: int = 2) -> None:
+    def __init__(self, alphabet_size: int = 4) -> None:
         self.letters = alphabet(alphabet_size)
 
     def vocab_tokens(self, max_size: int) -> list[str]:
