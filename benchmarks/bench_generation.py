@@ -76,8 +76,8 @@ def run(task_names: list[str] | None, seconds: float) -> list[dict]:
 def print_row(row: dict) -> None:
     cells = [f"{row['task']:<26}"]
     for mix in MIXES:
-        cells.append(f"{row[mix]['examples_per_s']:>12,.0f} {row[mix]['mean_tokens']:>7.0f}")
-    cells.append(f"{row['paper_train_set_minutes']:>10,.1f}")
+        cells.append(f"{row[mix]['examples_per_s']:>18,.0f} {row[mix]['mean_tokens']:>7.0f}")
+    cells.append(f"{row['paper_train_set_minutes']:>22,.1f}")
     print(" ".join(cells), flush=True)
 
 
@@ -88,8 +88,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
     args = parser.parse_args()
     os.chdir(ROOT)  # task configs may name files relative to the repository root
-    header = " ".join(f"{mix + ' ex/s':>12} {'tokens':>7}" for mix in MIXES)
-    print(f"{'task':<26} {header} {'paper train set (min)':>10}")
+    header = " ".join(f"{mix + ' ex/s':>18} {'tokens':>7}" for mix in MIXES)
+    print(f"{'task':<26} {header} {'paper train set (min)':>22}")
     results = run([t for t in args.tasks.split(",") if t] or None, args.seconds)
     machine = {
         "python": platform.python_version(),

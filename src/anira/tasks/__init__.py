@@ -22,6 +22,6 @@ def get_task(name: str, **params: Any) -> Task:
 
 
 # Importing the modules registers their tasks.
-from anira.tasks import brevo, lano, mano  # noqa: E402, F401
+from anira.tasks import brevo, clrs, lano, mano  # noqa: E402, F401
 
 __all__ = ["TASKS", "Example", "Task", "get_task", "register"]
