@@ -551,6 +551,17 @@ def test_hand_written(name, inp, answer, features):
     assert {k: feature(ex, k) for k in ex.features} == features
 
 
+def test_docstrings_show_a_hand_checked_example():
+    """Each task's worked example (its docstring) is one of the hand-written cases, verbatim."""
+    shown = set()
+    for name, inp, _, _ in HAND:
+        task = TASKS[name]()
+        text = " ".join(task.make_example(inp, size=1).token_str)
+        if text in " ".join((type(task).__doc__ or "").split()):
+            shown.add(name)
+    assert shown == set(CLRS)
+
+
 def test_alternative_valid_answers():
     """Tasks with several valid answers accept any of them and reject invalid ones."""
     topo = TASKS["clrs_topological_sort"]()

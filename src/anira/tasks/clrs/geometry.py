@@ -51,10 +51,12 @@ class SegmentsIntersect(ClrsTask):
     """For each of ``size`` pairs of segments, whether they intersect (``1``) or not (``0``).
 
     Input: pairs ``x1 y1 x2 y2 x3 y3 x4 y4`` separated by ``|`` (segments ``p1 p2`` and ``p3 p4``;
-    touching counts as intersecting). ``0 0 2 2 0 2 2 0 | 0 0 1 0 2 0 3 0 <ans> 1 0 <eos>``.
-    Features per answer bit, from CLRS SEGMENTS-INTERSECT: ``tests`` (direction computations and
-    ON-SEGMENT calls evaluated before it answered; example ``4 8``) and ``on_segment_checks``
-    (the ON-SEGMENT calls among them — the collinear special cases; example ``0 4``).
+    touching counts as intersecting).
+    ``0 0 2 2 0 2 2 0 | 0 0 1 0 2 0 3 0 | 0 0 1 0 1 0 1 5 <ans> 1 0 1 <eos>`` (crossing; collinear
+    but apart; touching at (1, 0)). Features per answer bit, from CLRS SEGMENTS-INTERSECT:
+    ``tests`` (direction computations and ON-SEGMENT calls evaluated before it answered; example
+    ``4 8 5``) and ``on_segment_checks`` (the ON-SEGMENT calls among them — the collinear special
+    cases; example ``0 4 1``).
     """
 
     name = "clrs_segments_intersect"

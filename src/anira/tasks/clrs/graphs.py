@@ -196,7 +196,7 @@ class ArticulationPoints(GraphTask):
 class Bridges(GraphTask):
     """The bridges of an undirected graph as ``u v`` pairs (``u < v``), ascending.
 
-    ``4 | 0 1 1 2 0 2 2 3 <ans> 2 3 <eos>``. Features (both tokens of a bridge share them), recorded
+    ``4 | 0 1 0 2 1 2 2 3 <ans> 2 3 <eos>``. Features (both tokens of a bridge share them), recorded
     when the DFS identifies the bridge: ``marked_at`` (the DFS clock then; example 5) and
     ``subtree_size`` (nodes the bridge cuts off below it in the DFS tree; example 1).
     """
