@@ -15,6 +15,8 @@ import heapq
 import math
 from typing import Any
 
+import numpy as np
+
 from anira.tasks import register
 from anira.tasks.base import EOS, Example
 from anira.tasks.clrs.common import (
@@ -215,7 +217,8 @@ class DagShortestPaths(SingleSourceTask):
     """Single-source shortest paths in a DAG (CLRS DAG-SHORTEST-PATHS): the predecessor array.
 
     ``3 | 1 0 2 1 2 3 0 2 9 | 1 <ans> 1 1 1 <eos>`` (node 2: 1 → 2 costs 3 < 1 → 0 → 2 = 11).
-    Nodes are relaxed in CLRS's DFS topological order.
+    Nodes are relaxed in CLRS's DFS topological order. The source is drawn among the nodes without
+    incoming edges (from a random node, most of a sparse DAG would be unreachable).
     Features per reached node: ``relaxations`` (successful relaxations of its distance; example
     ``1 0 1``) and ``topo_position`` (its position in the topological order, when its distance
     becomes final; example ``1 0 2``). Null when unreachable.
@@ -224,6 +227,12 @@ class DagShortestPaths(SingleSourceTask):
     name = "clrs_dag_shortest_paths"
     features = ("relaxations", "topo_position")
     dag = True
+
+    def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
+        inp = super().sample_input(size, rng)
+        has_parent = {v for _, v, _ in inp["edges"]}
+        inp["source"] = int(rng.choice([v for v in range(size) if v not in has_parent]))
+        return inp
 
     def solve(self, inp: dict[str, Any]) -> Run:
         n, s = inp["n"], inp["source"]
