@@ -1,0 +1,539 @@
+"""The ANIRA recurrent Transformer: prelude, one shared core block applied up to D times, coda.
+
+Notable features:
+- Layout: token embedding → prelude (1 pre-norm layer) → recurrent core (one shared-weight pre-norm
+  block, applied up to ``max_depth`` = D times) → coda (1 pre-norm layer) → final norm → LM head.
+- Positions: rotary embeddings (RoPE) in every attention layer; no learned position table, so
+  sequences longer than those trained on (the extrapolation sizes) need no new parameters.
+- Input re-injection (Huginn style): each core iteration reads ``adapter([s; e])``, the
+  concatenation of the current state ``s`` and the prelude output ``e`` projected back to
+  ``d_model``. The state starts at ``s_0 = e``.
+- Per-token depth d ∈ {1..D}. Iteration r updates only tokens with d ≥ r; a token past its depth
+  keeps its state frozen, and its keys/values — computed from the frozen state — stay visible to the
+  tokens still iterating. So at iteration r a query reads past token j's state after
+  ``min(r - 1, d_j)`` iterations (the *input* of iteration r; STUDY.md's "state at iteration
+  min(r, d_j)" counted from the iteration that produced it). ``halted_view`` changes what halted
+  tokens show (see ``ModelConfig``).
+- Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``) with the
+  same three hooks: ``start`` (depths known up front, if any), ``observe`` (after each iteration)
+  and ``finish`` (the distribution q over depths). Adding a router adds a class.
+- Straight-through estimator: the final state of every token is multiplied by
+  ``w = 1 + p - p.detach()`` where p is the router's probability of the depth it executed (the
+  Gumbel-softmax weight for ANIRA-E in training, q(d) otherwise). The value is exactly 1, so the
+  forward pass is unchanged bit for bit, and the cross-entropy sends ∂L/∂p = <∂L/∂s, s> to the
+  router.
+- Execution: ``dense`` is the slow reference (every token runs every iteration, halted tokens are
+  put back with ``torch.where``); ``packed`` runs only the active token-steps
+  (``anira.model.packed``); ``auto`` picks per iteration by the measured crossover in active
+  fraction.
+- bf16 autocast is safe: router logits, softmaxes, log-probabilities, q and the KL are float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PAD_ID = 0  # the vocabulary puts <pad> at id 0 (anira.data.Vocabulary)
+ROUTERS = ("fixed", "early", "online")
+ONLINE_RULES = ("median", "mode")
+EXECUTIONS = ("dense", "packed", "auto")
+HALTED_VIEWS = ("frozen", "active_only", "recompute")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 64  # set by the dataset's vocab.json
+    max_seq_len: int = 256  # longest sequence of any split (extrapolation included); RoPE table
+    d_model: int = 64  # ≈0.15M parameters at 64: learns BREVO N≤6 in CPU minutes (STUDY.md)
+    n_heads: int = 4  # head dim 16 at d_model 64
+    mlp_ratio: int = 4  # the usual 4x MLP
+    max_depth: int = 6  # D: 14 for MANO, 6 elsewhere (the paper)
+    router: str = "fixed"  # fixed | early (ANIRA-E) | online (ANIRA-O)
+    online_rule: str = "median"  # ANIRA-O inference: median (first d with CDF ≥ ½) | mode
+    gamma: float = 0.01  # weight of KL(q || p_b) per token, averaged over non-pad tokens
+    prior_base: float = 1.0  # b of p_b(d) ∝ b^-d: 1 is an entropy bonus, > 1 penalises depth
+    gumbel_tau: float = 1.0  # ANIRA-E Gumbel-softmax temperature (training only)
+    execution: str = "auto"  # dense (reference) | packed (active tokens only) | auto (crossover)
+    halted_view: str = "frozen"  # frozen (paper) | active_only (halted tokens vanish) | recompute
+    router_hidden_ratio: int = 3  # heads LN→Linear(d,3d)→GELU→Linear: ≈8% of params (paper)
+    rope_base: float = 10000.0  # RoPE frequency base
+    packed_crossover: float | None = None  # auto: packed below this active fraction; None: measured
+
+    def __post_init__(self) -> None:
+        assert self.router in ROUTERS, f"router must be one of {ROUTERS}, got {self.router!r}"
+        assert self.online_rule in ONLINE_RULES, f"online_rule must be in {ONLINE_RULES}"
+        assert self.execution in EXECUTIONS, f"execution must be one of {EXECUTIONS}"
+        assert self.halted_view in HALTED_VIEWS, f"halted_view must be one of {HALTED_VIEWS}"
+        assert self.max_depth >= 1, f"max_depth must be at least 1, got {self.max_depth}"
+        assert self.d_model % self.n_heads == 0, "d_model must be a multiple of n_heads"
+        assert (self.d_model // self.n_heads) % 2 == 0, "RoPE needs an even head dimension"
+        assert self.prior_base > 0, "prior_base must be positive"
+        assert self.gumbel_tau > 0, "gumbel_tau must be positive"
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # [B, T, V]
+    depth: torch.Tensor  # [B, T] long, executed depth in 1..D (pad positions: 1)
+    expected_depth: torch.Tensor  # [B, T] float32, E_q[d] (D for the fixed router)
+    q: torch.Tensor | None  # [B, T, D] float32 depth distribution; None for the fixed router
+    kl: torch.Tensor  # [B, T] float32 KL(q || p_b); zeros for the fixed router
+    valid: torch.Tensor  # [B, T] bool, non-pad tokens
+    states: list[torch.Tensor] | None = None  # s_0..s_D when forward(return_states=True)
+
+
+# -----------------------------------------------------------------------------------------------
+# Layers
+
+
+def rope_tables(max_len: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()  # [max_len, head_dim/2]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (first half, second half) pairs of the head dim; x [..., H, hd], cos [..., hd/2]."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.unsqueeze(-2).to(x.dtype), sin.unsqueeze(-2).to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Block(nn.Module):
+    """A pre-norm Transformer layer, split into the pieces packed execution needs:
+    ``project`` (norm, q/k/v, RoPE), ``attend`` (scaled dot-product attention) and ``finish``
+    (output projection, residual, MLP)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads, self.head_dim = cfg.n_heads, d // cfg.n_heads
+        self.norm1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+        self.norm2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, cfg.mlp_ratio * d, bias=False),
+            nn.GELU(),
+            nn.Linear(cfg.mlp_ratio * d, d, bias=False),
+        )
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """x [..., d] → q, k, v [..., H, hd] with RoPE applied to q and k."""
+        q, k, v = self.qkv(self.norm1(x)).unflatten(-1, (3, self.n_heads, self.head_dim)).unbind(-3)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+    @staticmethod
+    def attend(q, k, v, mask: torch.Tensor | None) -> torch.Tensor:
+        """q [B, Tq, H, hd], k/v [B, Tk, H, hd], mask [B, 1, Tq, Tk] bool or None (= causal)."""
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        return y.transpose(1, 2)
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x [..., d] the layer input, y [..., H, hd] its attention output → the layer output."""
+        x = x + self.out(y.flatten(-2))
+        return x + self.mlp(self.norm2(x))
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.project(x, cos, sin)
+        return self.finish(x, self.attend(q, k, v, None))
+
+    def matmul_params(self) -> int:
+        return (
+            self.qkv.weight.numel()
+            + self.out.weight.numel()
+            + sum(m.weight.numel() for m in self.mlp if isinstance(m, nn.Linear))
+        )
+
+
+class CoreBlock(nn.Module):
+    """The shared recurrent block: ``s_r = layer(adapter([s_{r-1}; e]))``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.adapter = nn.Linear(2 * cfg.d_model, cfg.d_model, bias=False)
+        self.layer = Block(cfg)
+
+    def inject(self, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return self.adapter(torch.cat((s, e.to(s.dtype)), dim=-1))
+
+    def forward(self, s, e, cos, sin) -> torch.Tensor:
+        return self.layer(self.inject(s, e), cos, sin)
+
+    def matmul_params(self) -> int:
+        return self.adapter.weight.numel() + self.layer.matmul_params()
+
+
+def decision_head(cfg: ModelConfig, n_out: int) -> nn.Sequential:
+    hidden = cfg.router_hidden_ratio * cfg.d_model
+    return nn.Sequential(
+        nn.LayerNorm(cfg.d_model),
+        nn.Linear(cfg.d_model, hidden),
+        nn.GELU(),
+        nn.Linear(hidden, n_out),
+    )
+
+
+# -----------------------------------------------------------------------------------------------
+# Depth distributions (float32 throughout)
+
+
+def log_prior(max_depth: int, base: float, device=None) -> torch.Tensor:
+    """log p_b(d) for d = 1..D with p_b(d) ∝ b^-d. Example: D=2, b=2 → p = (2/3, 1/3)."""
+    d = torch.arange(1, max_depth + 1, dtype=torch.float32, device=device)
+    return torch.log_softmax(-d * math.log(base), dim=0)
+
+
+def kl_to_prior(log_q: torch.Tensor, base: float) -> torch.Tensor:
+    """KL(q || p_b) = Σ_d q(d) (log q(d) − log p_b(d)) over the last dimension (log_q float32)."""
+    log_p = log_prior(log_q.shape[-1], base, log_q.device)
+    q = log_q.exp()
+    return (q * (log_q - log_p)).sum(-1)
+
+
+def online_log_q(z: torch.Tensor) -> torch.Tensor:
+    """Stick-breaking depth distribution from halting logits z [..., D-1] (λ_r = σ(z_r)).
+
+    log q(d) = log λ_d + Σ_{j<d} log(1−λ_j) for d < D, and log q(D) = Σ_{j<D} log(1−λ_j).
+    Example: λ = (0.5, 0.5), D = 3 → q = (0.5, 0.25, 0.25).
+    """
+    z = z.float()
+    log_stay = F.logsigmoid(-z).cumsum(-1)  # log S_r = Σ_{j≤r} log(1−λ_j)
+    before = F.pad(log_stay, (1, 0))  # log S_{r-1}, with S_0 = 1
+    return torch.cat((before[..., :-1] + F.logsigmoid(z), before[..., -1:]), dim=-1)
+
+
+def halt_now(
+    z_r: torch.Tensor,
+    r: int,
+    max_depth: int,
+    log_stay: torch.Tensor,
+    best: torch.Tensor,
+    rule: str,
+    u: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One online halting decision after iteration r < D, from λ_r = σ(z_r).
+
+    ``log_stay`` = log S_{r-1} = Σ_{j<r} log(1−λ_j); ``best`` = max_{j<r} log q(j). Returns
+    (halt, new log_stay, new best). Rules:
+    - ``sample``/``median``: inverse CDF, halt at the first r with CDF(r) = 1 − S_r ≥ u (u ~ U(0,1)
+      in training, u = ½ for the median). The CDF up to r needs only λ_1..λ_r, so this is exact.
+    - ``mode``: halt at the first r that is the most likely depth of the q the token would report if
+      it halted there (a halted token's later λ's are those of its frozen state, λ_r): q(r) beats
+      every earlier q(j) (ties go to the smaller depth) and q(r) ≥ q(D) = S_{r-1}(1−λ_r)^{D−r}
+      (the depths between r and D are then below q(r) too). Example, D = 4, λ = (0.3, 0.6, ·):
+      r=1: q(1) = 0.3 < q(D) = 0.7³ = 0.343 → go on; r=2: q(2) = 0.7·0.6 = 0.42 > 0.3 and
+      ≥ q(D) = 0.7·0.4² = 0.112 → halt at 2.
+    """
+    z_r = z_r.float()
+    log_lam, log_not = F.logsigmoid(z_r), F.logsigmoid(-z_r)
+    log_q_r = log_stay + log_lam
+    new_stay = log_stay + log_not
+    if rule == "mode":
+        halt = (log_q_r > best) & (log_q_r >= log_stay + (max_depth - r) * log_not)
+    else:
+        threshold = torch.full_like(z_r, 0.5) if u is None else u
+        halt = -torch.expm1(new_stay) >= threshold
+    return halt, new_stay, torch.maximum(best, log_q_r)
+
+
+def online_depth(z: torch.Tensor, rule: str, u: torch.Tensor | None = None) -> torch.Tensor:
+    """The depth the online rule picks for a full sequence of halting logits z [..., D-1] (the λ's
+    after the halting iteration are replaced by the halting one, as for a frozen token)."""
+    max_depth = z.shape[-1] + 1
+    depth = torch.full(z.shape[:-1], max_depth, dtype=torch.long, device=z.device)
+    log_stay = torch.zeros(z.shape[:-1], device=z.device)
+    best = torch.full_like(log_stay, -math.inf)
+    for r in range(1, max_depth):
+        halt, log_stay, best = halt_now(z[..., r - 1], r, max_depth, log_stay, best, rule, u)
+        depth = torch.where(halt & (depth == max_depth), r, depth)
+    return depth
+
+
+# -----------------------------------------------------------------------------------------------
+# Routers: start (depths known up front) → observe (after each iteration) → finish (q, ST weight)
+
+
+class RouterState:
+    """What a router carries through the iterations of one forward pass."""
+
+    def __init__(self, depth: torch.Tensor, forced: bool) -> None:
+        self.depth = depth  # [B, T] long; online: D until the token halts
+        self.forced = forced
+        self.extra: dict[str, torch.Tensor] = {}
+
+
+class FixedRouter(nn.Module):
+    """Every token runs all D iterations; no decision head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def start(self, e, valid, depth, training) -> RouterState:
+        if depth is not None:
+            return RouterState(depth, True)
+        return RouterState(torch.where(valid, self.cfg.max_depth, 1), False)
+
+    def observe(self, state, s, r, executor) -> None:
+        pass
+
+    def finish(self, state) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(log q [B, T, D] float32 or None, probability of the executed depth for the ST)."""
+        return None, None
+
+    def head_calls(self, depth: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(depth)
+
+
+class EarlyRouter(FixedRouter):
+    """ANIRA-E: q(d) = softmax(head(e))_d from the prelude output, decided once per token.
+    Training: straight-through Gumbel-softmax sample d = argmax(log q + g); inference: the mode."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.head = decision_head(cfg, cfg.max_depth)
+
+    def start(self, e, valid, depth, training) -> RouterState:
+        log_q = torch.log_softmax(self.head(e).float(), dim=-1)
+        forced = depth is not None
+        if training:
+            gumbel = -torch.log(-torch.log(torch.rand_like(log_q).clamp_min(1e-20)))
+            soft = torch.softmax((log_q + gumbel) / self.cfg.gumbel_tau, dim=-1)
+        else:
+            soft = log_q.exp()
+        if depth is None:
+            depth = torch.where(valid, soft.argmax(-1) + 1, 1)
+        state = RouterState(depth, forced)
+        state.extra.update(log_q=log_q, soft=soft)
+        return state
+
+    def finish(self, state):
+        chosen = state.extra["soft"].gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1)
+        return state.extra["log_q"], chosen
+
+    def head_calls(self, depth):
+        return torch.ones_like(depth)
+
+
+class OnlineRouter(FixedRouter):
+    """ANIRA-O: after iteration r < D a head on the state gives λ_r = σ(z_r); q is the
+    stick-breaking distribution of ``online_log_q``. Training samples d by inverse CDF (u ~ U(0,1),
+    drawn up front); inference uses ``online_rule`` (``halt_now``). A halted token's later λ's are
+    the head on its frozen state, i.e. λ_d repeated; they shape q's tail only."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.head = decision_head(cfg, 1)
+
+    def start(self, e, valid, depth, training) -> RouterState:
+        forced = depth is not None
+        D = self.cfg.max_depth
+        if depth is None:
+            depth = torch.full(valid.shape, D, dtype=torch.long, device=e.device)
+        state = RouterState(depth, forced)  # not forced: D until the token halts
+        state.extra["valid"] = valid
+        state.extra["u"] = torch.rand(valid.shape, device=e.device) if training else None
+        state.extra["log_stay"] = torch.zeros(valid.shape, device=e.device)
+        state.extra["best"] = torch.full(valid.shape, -math.inf, device=e.device)
+        state.extra["z"] = []
+        return state
+
+    def observe(self, state, s, r, executor) -> None:
+        active = state.depth >= r
+        zs = state.extra["z"]
+        prev = zs[-1] if zs else torch.zeros(s.shape[:-1], device=s.device)
+        z_r = executor.map_active(lambda x: self.head(x).squeeze(-1).float(), s, active, prev)
+        state.extra["z"].append(z_r)
+        if state.forced:
+            return
+        rule = "sample" if state.extra["u"] is not None else self.cfg.online_rule
+        x = state.extra
+        halt, x["log_stay"], x["best"] = halt_now(
+            z_r, r, self.cfg.max_depth, x["log_stay"], x["best"], rule, x["u"]
+        )
+        halt = (halt | ~x["valid"]) & active  # pad positions stop after one iteration
+        state.depth = torch.where(halt, r, state.depth)
+
+    def finish(self, state):
+        D = self.cfg.max_depth
+        if D == 1:
+            log_q = torch.zeros((*state.depth.shape, 1), device=state.depth.device)
+        else:
+            z = state.extra["z"]
+            z = z + [z[-1]] * (D - 1 - len(z))  # iterations skipped once every token halted
+            log_q = online_log_q(torch.stack(z, dim=-1))
+        chosen = log_q.gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1).exp()
+        return log_q, chosen
+
+    def head_calls(self, depth):
+        return depth.clamp(max=self.cfg.max_depth - 1)
+
+
+ROUTER_CLASSES = {"fixed": FixedRouter, "early": EarlyRouter, "online": OnlineRouter}
+
+
+# -----------------------------------------------------------------------------------------------
+# The model
+
+
+class DenseExecutor:
+    """Reference execution: every iteration runs the core block on every token and puts the halted
+    ones back with ``torch.where`` (their keys/values are recomputed from the frozen state each
+    time). Slow on purpose: it is the definition the packed path is tested against."""
+
+    def __init__(self, model: AniraModel, e, cos, sin, view: str) -> None:
+        self.core, self.e, self.cos, self.sin, self.view = model.core, e, cos, sin, view
+
+    def step(self, s: torch.Tensor, depth: torch.Tensor, r: int) -> torch.Tensor:
+        active = depth >= r
+        x = self.core.inject(s, self.e)
+        q, k, v = self.core.layer.project(x, self.cos, self.sin)
+        mask = None
+        if self.view == "active_only":
+            T = s.shape[1]
+            causal = torch.ones(T, T, dtype=torch.bool, device=s.device).tril()
+            eye = torch.eye(T, dtype=torch.bool, device=s.device)
+            mask = (causal & (active[:, None, :] | eye)).unsqueeze(1)
+        new = self.core.layer.finish(x, self.core.layer.attend(q, k, v, mask))
+        return torch.where(active.unsqueeze(-1), new.to(s.dtype), s)
+
+    def map_active(self, fn, s, active, prev):
+        return torch.where(active, fn(s), prev)
+
+
+class AniraModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.prelude = Block(cfg)
+        self.core = CoreBlock(cfg)
+        self.coda = Block(cfg)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.router = ROUTER_CLASSES[cfg.router](cfg)
+        cos, sin = rope_tables(cfg.max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def executor(self, e, cos, sin):
+        """dense, packed or auto (``anira.model.packed``); ``recompute`` is the dense path."""
+        if self.cfg.execution == "dense" or self.cfg.halted_view == "recompute":
+            return DenseExecutor(self, e, cos, sin, self.cfg.halted_view)
+        from anira.model.packed import PackedExecutor
+
+        return PackedExecutor(self, e, cos, sin, self.cfg)
+
+    def forward(
+        self, tokens: torch.Tensor, depth: torch.Tensor | None = None, return_states: bool = False
+    ) -> ModelOutput:
+        B, T = tokens.shape
+        D = self.cfg.max_depth
+        assert tokens.dtype == torch.long, f"tokens must be int64, got {tokens.dtype}"
+        limit = self.cfg.max_seq_len
+        assert limit >= T, f"sequence length {T} > max_seq_len {limit}"
+        if depth is not None:
+            assert depth.shape == tokens.shape, f"depth {tuple(depth.shape)} != tokens {(B, T)}"
+            assert int(depth.min()) >= 1 and int(depth.max()) <= D, f"depth must be in 1..{D}"
+            depth = depth.to(device=tokens.device, dtype=torch.long)
+        valid = tokens != PAD_ID
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+
+        e = self.prelude(self.embed(tokens), cos, sin)
+        state = self.router.start(e, valid, depth, self.training)
+        executor = self.executor(e, cos, sin)
+        s, states = e, [e]
+        for r in range(1, D + 1):
+            if not bool((state.depth >= r).any()):
+                states += [s] * (D + 1 - r)
+                break
+            s = executor.step(s, state.depth, r)
+            states.append(s)
+            if r < D:
+                self.router.observe(state, s, r, executor)
+        log_q, chosen = self.router.finish(state)
+
+        final = s if chosen is None else s * (1.0 + chosen - chosen.detach()).unsqueeze(-1)
+        logits = self.lm_head(self.norm(self.coda(final, cos, sin)))
+        if log_q is None:
+            q, kl = None, torch.zeros((B, T), device=tokens.device)
+            expected = torch.full((B, T), float(D), device=tokens.device)
+        else:
+            q = log_q.exp()
+            kl = kl_to_prior(log_q, self.cfg.prior_base)
+            expected = (q * torch.arange(1, D + 1, device=q.device, dtype=q.dtype)).sum(-1)
+        return ModelOutput(
+            logits=logits,
+            depth=state.depth,
+            expected_depth=expected,
+            q=q,
+            kl=kl,
+            valid=valid,
+            states=states if return_states else None,
+        )
+
+    def loss(
+        self, out: ModelOutput, tokens: torch.Tensor, answer_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """CE of the logits at t against token t+1 where answer_mask[t+1], averaged over answer
+        tokens, plus gamma · KL(q || p_b) averaged over non-pad tokens."""
+        assert answer_mask.shape == tokens.shape, "answer_mask must be aligned with tokens"
+        targets = answer_mask[:, 1:].bool()
+        logits = out.logits[:, :-1][targets].float()
+        ce = F.cross_entropy(logits, tokens[:, 1:][targets]) if logits.numel() else logits.sum()
+        kl = out.kl[out.valid].mean() if bool(out.valid.any()) else out.kl.sum()
+        loss = ce + self.cfg.gamma * kl
+        parts = {"loss": loss.detach().item(), "ce": ce.detach().item(), "kl": kl.detach().item()}
+        return loss, parts
+
+    def num_params(self, decision_heads_only: bool = False) -> int:
+        module = self.router if decision_heads_only else self
+        return sum(p.numel() for p in module.parameters())
+
+    def flops(self, out: ModelOutput) -> dict[str, float]:
+        """Forward compute of the non-pad tokens of ``out``.
+
+        - ``token_steps`` = Σ_t d_t, the executed active token-steps of the core (STUDY.md);
+        - ``head_calls``: decision-head evaluations (ANIRA-E: 1 per token; ANIRA-O: min(d_t, D−1));
+        - FLOPs, counting a multiply-add as 2 and a query at position t attending to t+1 keys:
+          per layer and token  2·P_layer + 4·d·(t+1)  (P_layer: matmul weights of the layer),
+          ``core_flops``  = Σ_t d_t · (2·P_core + 4·d·(t+1)),
+          ``other_flops`` = Σ_t [2·(2·P_layer + 4·d·(t+1)) + 2·d·V]  (prelude, coda, LM head),
+          ``head_flops``  = head_calls · 2·P_head,  ``flops`` = the sum of the three.
+        Example: D = 6, every token at depth 3 → token_steps = 3 · n_tokens, half of fixed-6.
+        """
+        d, V = self.cfg.d_model, self.cfg.vocab_size
+        valid = out.valid
+        pos = torch.arange(valid.shape[1], device=valid.device).expand_as(valid)[valid].double()
+        depth = out.depth[valid].double()
+        attn = 4.0 * d * (pos + 1)
+        head_calls = self.router.head_calls(out.depth)[valid].double().sum()
+        head_p = sum(m.weight.numel() for m in self.router.modules() if isinstance(m, nn.Linear))
+        core = (depth * (2.0 * self.core.matmul_params() + attn)).sum()
+        other = (2.0 * (2.0 * self.prelude.matmul_params() + attn) + 2.0 * d * V).sum()
+        heads = head_calls * 2.0 * head_p
+        return {
+            "token_steps": float(depth.sum()),
+            "head_calls": float(head_calls),
+            "core_flops": float(core),
+            "other_flops": float(other),
+            "head_flops": float(heads),
+            "flops": float(core + other + heads),
+        }
