@@ -16,23 +16,54 @@ What a halted token shows to attention (``ModelConfig.halted_view``):
   (``AniraModel.executor`` selects it); same values as ``frozen``, dense cost.
 
 Attention of a ragged set of active queries: the active queries of each sequence are packed left
-into a [B, Q_max] slot tensor (Q_max = most active tokens in one sequence), with a mask that lets
-slot (b, i) at position t see keys 0..t of sequence b. Cost is B·Q_max·T, against B·T·T dense.
+into a [R, Q_max] slot tensor (R = sequences with an active token, Q_max = most active tokens in
+one sequence), with a mask that lets slot (b, i) at position t see keys 0..t of sequence b. Cost
+is R·Q_max·T, against B·T·T dense.
 
-``execution = auto`` runs each iteration densely when the active fraction exceeds
-``MEASURED_CROSSOVER`` (or ``ModelConfig.packed_crossover``) and packed otherwise; a dense step also
-refreshes the key/value cache, so the two can alternate from one iteration to the next.
+``execution = auto`` runs each iteration densely when the active fraction exceeds the measured
+crossover for the step's work B·T·d_model² (``MEASURED_CROSSOVER``; ``ModelConfig.packed_crossover``
+overrides it) and packed otherwise; a dense step also refreshes the key/value cache, so the two can
+alternate from one iteration to the next.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Active fraction above which a dense core step beats a packed one. Measured, not guessed:
-# ``python benchmarks/bench_packed.py --crossover`` on the 2-core CPU of this project, mini model
-# (d_model 64, 4 heads), training batch 64 × 40 tokens, forward+backward of one core step; the
-# measurement is stored in benchmarks/results/crossover.json.
-MEASURED_CROSSOVER = 0.85
+# Active fraction above which a dense core step beats a packed one, with and without autograd,
+# keyed by the step's work W = B·T·d_model² (tokens times width squared): the packed step pays a
+# fixed cost per iteration (gathers, scatters, small kernels) against matmul work ∝ W, so small
+# batches of a narrow model never gain (0.0: dense always wins). Measured, not guessed:
+# ``python benchmarks/bench_packed.py`` (section "crossover": iteration 3 of the core, sequences of
+# 40 tokens, mini model d_model 64 at batches 1/4/16/64 and paper model d_model 576 at 1/16, on
+# this project's 2-core CPU); the measurement is in benchmarks/results/packed.json. A batch uses
+# the entry of the largest measured W not above its own (the smallest entry below that).
+MEASURED_CROSSOVER = {
+    "forward": {
+        163840: 0.0,
+        655360: 0.0,
+        2621440: 0.5,
+        10485760: 0.75,
+        13271040: 0.8,
+        212336640: 0.9,
+    },
+    "forward_backward": {
+        163840: 0.0,
+        655360: 0.35,
+        2621440: 0.65,
+        10485760: 0.85,
+        13271040: 0.9,
+        212336640: 0.9,
+    },
+}
+
+
+def measured_crossover(work: int, backward: bool) -> float:
+    """The measured crossover for a core step of work B·T·d_model². Example: mini model, batch
+    64 × 40 tokens with autograd → W = 2560·64² = 10,485,760 → that entry of the table."""
+    table = MEASURED_CROSSOVER["forward_backward" if backward else "forward"]
+    sizes = sorted(table)
+    return table[max((n for n in sizes if n <= work), default=sizes[0])]
 
 
 class PackedExecutor:
@@ -45,9 +76,11 @@ class PackedExecutor:
         self.active_only = cfg.halted_view == "active_only"
         if cfg.execution == "packed":
             self.crossover = float("inf")
+        elif cfg.packed_crossover is not None:
+            self.crossover = cfg.packed_crossover
         else:
-            crossover = cfg.packed_crossover
-            self.crossover = MEASURED_CROSSOVER if crossover is None else crossover
+            work = self.B * self.T * e.shape[-1] ** 2
+            self.crossover = measured_crossover(work, torch.is_grad_enabled())
         self.k: torch.Tensor | None = None  # [B·T, H, hd] keys of every position, current or frozen
         self.v: torch.Tensor | None = None
         self.positions = torch.arange(self.T, device=e.device)
@@ -83,25 +116,30 @@ class PackedExecutor:
         self.k = self.k.to(k.dtype).index_copy(0, idx_kv, k)
         self.v = self.v.to(v.dtype).index_copy(0, idx_kv, v)
 
-        # Active queries, packed left per sequence into [B, Q_max] slots.
-        sel = active.flatten()[idx_kv]
+        # Active queries, packed left per sequence into [R, Q_max] slots, R = sequences with any.
+        sel = active.flatten()[idx_kv].nonzero().squeeze(1)
         idx, q, x = idx_kv[sel], q[sel], x[sel]
         row, col = idx // T, idx % T
         counts = torch.bincount(row, minlength=B)
         rank = torch.arange(len(idx), device=idx.device) - (counts.cumsum(0) - counts)[row]
-        q_max = int(counts.max())
-        slots = q.new_zeros((B, q_max, *q.shape[1:])).index_put((row, rank), q)
-        slot_pos = torch.zeros((B, q_max), dtype=torch.long, device=idx.device)
-        slot_pos = slot_pos.index_put((row, rank), col)
         keys, values = self.k.view(B, T, *k.shape[1:]), self.v.view(B, T, *v.shape[1:])
+        present = counts > 0
+        if not bool(present.all()):
+            rows = present.nonzero().squeeze(1)
+            keys, values, active, counts = keys[rows], values[rows], active[rows], counts[rows]
+            row = (present.cumsum(0) - 1)[row]
+        q_max = int(counts.max())
+        slots = q.new_zeros((len(counts), q_max, *q.shape[1:])).index_put((row, rank), q)
+        slot_pos = torch.zeros((len(counts), q_max), dtype=torch.long, device=idx.device)
+        slot_pos = slot_pos.index_put((row, rank), col)
         y = layer.attend(slots, keys, values, self.mask(slot_pos, active))[row, rank]
         new = layer.finish(x, y)
         return s_flat.index_copy(0, idx, new.to(s.dtype)).view_as(s)
 
     def mask(self, slot_pos: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """[B, 1, Q, T]: slot at position t sees keys 0..t (active_only: active keys and itself)."""
+        """[R, 1, Q, T]: slot at position t sees keys 0..t (active_only: active keys and itself)."""
         visible = self.positions.view(1, 1, -1) <= slot_pos.unsqueeze(-1)
-        if self.active_only:
+        if self.active_only:  # active: [R, T] for the R sequences of slot_pos
             own = self.positions.view(1, 1, -1) == slot_pos.unsqueeze(-1)
             visible = visible & (active.unsqueeze(1) | own)
         return visible.unsqueeze(1)

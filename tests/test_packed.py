@@ -1,0 +1,169 @@
+"""Packed execution equals the dense reference: outputs, depths, loss and gradients.
+
+Every comparison prints its max absolute difference (``pytest -s`` shows them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from anira.model import AniraModel, ModelConfig
+from anira.model.packed import MEASURED_CROSSOVER, measured_crossover
+
+V = 19
+TOL = 2e-5
+
+
+def pair(router: str, **kw) -> tuple[AniraModel, AniraModel]:
+    """The same weights under dense and packed execution."""
+    cfg = dict(vocab_size=V, max_seq_len=40, d_model=32, n_heads=4, max_depth=5, router=router)
+    torch.manual_seed(0)
+    dense = AniraModel(ModelConfig(**(cfg | kw | {"execution": "dense"})))
+    # Spread the router's decisions so both paths see many depths.
+    for p in dense.router.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    if router == "online":  # halting logits around -1: depths spread over 1..D
+        torch.nn.init.normal_(dense.router.head[-1].weight, std=0.2)
+        torch.nn.init.constant_(dense.router.head[-1].bias, -1.0)
+    packed = AniraModel(ModelConfig(**(cfg | kw | {"execution": kw.get("execution", "packed")})))
+    packed.load_state_dict(dense.state_dict())
+    return dense, packed
+
+
+def ragged_batch(seed: int = 1, lengths=(23, 7, 16, 1)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded sequences of different lengths and an answer mask on their last half."""
+    g = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    tokens = torch.zeros(len(lengths), width, dtype=torch.long)
+    answer = torch.zeros_like(tokens, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        tokens[row, :n] = torch.randint(1, V, (n,), generator=g)
+        answer[row, n // 2 : n] = True
+    return tokens, answer
+
+
+def run(model, tokens, answer, depth, train: bool, seed: int = 7):
+    model.train(train)
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)  # the same Gumbel / inverse-CDF draws on both paths
+    out = model(tokens, depth=depth)
+    loss, _ = model.loss(out, tokens, answer)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out, loss, grads
+
+
+def max_diffs(dense, packed, tokens, answer, depth=None, train=True) -> dict[str, float]:
+    a, loss_a, grads_a = run(dense, tokens, answer, depth, train)
+    b, loss_b, grads_b = run(packed, tokens, answer, depth, train)
+    assert torch.equal(a.depth, b.depth), "executed depths differ"
+    assert grads_a.keys() == grads_b.keys()
+    diffs = {
+        "logits": (a.logits - b.logits).abs().max().item(),
+        "expected_depth": (a.expected_depth - b.expected_depth).abs().max().item(),
+        "kl": (a.kl - b.kl).abs().max().item(),
+        "loss": abs(loss_a.item() - loss_b.item()),
+        "grad": max((grads_a[n] - grads_b[n]).abs().max().item() for n in grads_a),
+    }
+    print(f"max diff dense vs packed: {diffs}")
+    return diffs
+
+
+@pytest.mark.parametrize("router", ["early", "online"])
+@pytest.mark.parametrize("train", [True, False])
+def test_packed_equals_dense_for_random_depths(router, train):
+    dense, packed = pair(router)
+    tokens, answer = ragged_batch()
+    depth = torch.randint(1, 6, tokens.shape, generator=torch.Generator().manual_seed(2))
+    diffs = max_diffs(dense, packed, tokens, answer, depth, train)
+    assert max(diffs.values()) < TOL, diffs
+
+
+@pytest.mark.parametrize("router", ["early", "online"])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_packed_equals_dense_with_router_decisions(router, train, seed):
+    dense, packed = pair(router, online_rule="mode" if seed == 2 else "median")
+    tokens, answer = ragged_batch(seed, lengths=(30, 12, 30, 5, 21, 2))
+    diffs = max_diffs(dense, packed, tokens, answer, None, train)
+    assert max(diffs.values()) < TOL, diffs
+    dense.train(train)
+    torch.manual_seed(7)
+    depths = dense(tokens).depth[tokens != 0]
+    assert depths.unique().numel() >= 3, "the test should exercise ragged active sets"
+
+
+def test_single_row_and_single_token_batches():
+    dense, packed = pair("online")
+    for lengths in ((1,), (9,), (1, 1, 1)):
+        tokens, answer = ragged_batch(3, lengths)
+        diffs = max_diffs(dense, packed, tokens, answer)
+        assert max(diffs.values()) < TOL, diffs
+
+
+def test_all_tokens_at_max_depth_reproduce_the_fixed_model():
+    fixed_dense, _ = pair("fixed")
+    _, early_packed = pair("early", gamma=0.0)
+    early_packed.load_state_dict(fixed_dense.state_dict(), strict=False)
+    tokens, answer = ragged_batch()
+    full = torch.full_like(tokens, 5)
+    a, loss_a, _ = run(fixed_dense, tokens, answer, None, train=False)
+    b, loss_b, _ = run(early_packed, tokens, answer, full, train=False)
+    diff = (a.logits - b.logits)[tokens != 0].abs().max().item()
+    print(f"max diff fixed dense vs early packed at depth D: {diff}")
+    assert diff < TOL and abs(loss_a.item() - loss_b.item()) < TOL
+
+
+def test_active_only_view_packed_equals_dense_and_differs_from_frozen():
+    dense, packed = pair("early", halted_view="active_only")
+    tokens, answer = ragged_batch()
+    depth = torch.randint(1, 6, tokens.shape, generator=torch.Generator().manual_seed(4))
+    diffs = max_diffs(dense, packed, tokens, answer, depth)
+    assert max(diffs.values()) < TOL, diffs
+    frozen, _ = pair("early")
+    frozen.eval(), dense.eval()
+    with torch.no_grad():
+        a, b = frozen(tokens, depth=depth), dense(tokens, depth=depth)
+    assert not torch.allclose(a.logits, b.logits, atol=1e-4)
+
+
+def test_recompute_view_is_the_dense_path():
+    dense, recompute = pair("online", halted_view="recompute")
+    tokens, answer = ragged_batch()
+    a, _, _ = run(dense, tokens, answer, None, True)
+    b, _, _ = run(recompute, tokens, answer, None, True)
+    assert torch.equal(a.logits, b.logits)
+
+
+@pytest.mark.parametrize("crossover", [0.0, 0.5, 1.0, None])
+def test_auto_mixes_dense_and_packed_steps_without_changing_results(crossover):
+    dense, auto = pair("early", execution="auto", packed_crossover=crossover)
+    tokens, answer = ragged_batch()
+    depth = torch.randint(1, 6, tokens.shape, generator=torch.Generator().manual_seed(5))
+    diffs = max_diffs(dense, auto, tokens, answer, depth)
+    assert max(diffs.values()) < TOL, diffs
+
+
+def test_measured_crossover_table_and_lookup():
+    assert set(MEASURED_CROSSOVER) == {"forward", "forward_backward"}
+    for backward, table in (
+        (False, MEASURED_CROSSOVER["forward"]),
+        (True, MEASURED_CROSSOVER["forward_backward"]),
+    ):
+        assert all(0.0 <= f <= 1.0 for f in table.values())
+        sizes = sorted(table)
+        assert measured_crossover(sizes[-1] * 10, backward) == table[sizes[-1]]
+        assert measured_crossover(1, backward) == table[sizes[0]]
+        for low, high in zip(sizes, sizes[1:], strict=False):
+            assert measured_crossover(high - 1, backward) == table[low]
+            assert measured_crossover(high, backward) == table[high]
+
+
+def test_code_crossover_is_the_stored_measurement():
+    """``MEASURED_CROSSOVER`` must be what benchmarks/bench_packed.py last measured and stored."""
+    stored = Path(__file__).resolve().parents[1] / "benchmarks/results/packed.json"
+    table = json.loads(stored.read_text())["crossover_table"]
+    assert {p: {int(w): f for w, f in t.items()} for p, t in table.items()} == MEASURED_CROSSOVER
