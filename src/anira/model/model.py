@@ -17,6 +17,12 @@ Notable features:
 - Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``) with the
   same three hooks: ``start`` (depths known up front, if any), ``observe`` (after each iteration)
   and ``finish`` (the distribution q over depths). Adding a router adds a class.
+- ANIRA-O's q needs λ_1..λ_{D−1}; after a token halts at d its later λ's are the head on its frozen
+  state, i.e. λ_d (what a masked dense unroll applying the head at every iteration reports). So q,
+  E_q[d] and the KL come from the executed steps alone. ``halt_now`` defines the decision rules.
+- Pad positions (id 0, at the right end) execute one iteration (they never influence a real
+  token) and are left out of the loss and the FLOP count. ``forward(tokens, depth=…)`` forces the
+  executed depths (tests, benchmarks); q and the KL are still the router's.
 - Straight-through estimator: the final state of every token is multiplied by
   ``w = 1 + p - p.detach()`` where p is the router's probability of the depth it executed (the
   Gumbel-softmax weight for ANIRA-E in training, q(d) otherwise). The value is exactly 1, so the
