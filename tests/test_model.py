@@ -211,9 +211,10 @@ def test_loss_is_answer_cross_entropy_plus_gamma_kl():
     assert parts["ce"] == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
+@pytest.mark.parametrize("execution", ["dense", "packed"])
 @pytest.mark.parametrize("router", ["fixed", "early", "online"])
-def test_forward_backward_on_cpu_and_bf16_autocast(router):
-    model = tiny(router).train()
+def test_forward_backward_on_cpu_and_bf16_autocast(router, execution):
+    model = tiny(router, execution=execution).train()
     tokens = batch()
     out = model(tokens)
     assert out.logits.shape == (3, T, V) and out.depth.dtype == torch.long
@@ -221,14 +222,16 @@ def test_forward_backward_on_cpu_and_bf16_autocast(router):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(tokens)
         loss, _ = model.loss(out, tokens, torch.ones_like(tokens, dtype=torch.bool))
+    loss.backward()
     assert torch.isfinite(loss) and out.kl.dtype == torch.float32
     if out.q is not None:
         assert out.q.dtype == torch.float32
 
 
+@pytest.mark.parametrize("execution", ["dense", "packed"])
 @pytest.mark.parametrize("router", ["fixed", "early", "online"])
-def test_right_padding_does_not_change_real_tokens(router):
-    model = tiny(router).eval()
+def test_right_padding_does_not_change_real_tokens(router, execution):
+    model = tiny(router, execution=execution).eval()
     tokens = batch(2, 8)
     padded = torch.cat([tokens, torch.zeros(2, 5, dtype=torch.long)], dim=1)
     with torch.no_grad():
@@ -239,9 +242,10 @@ def test_right_padding_does_not_change_real_tokens(router):
     assert (b.depth[:, 8:] == 1).all()
 
 
+@pytest.mark.parametrize("execution", ["dense", "packed"])
 @pytest.mark.parametrize("router", ["fixed", "early", "online"])
-def test_causality_future_tokens_do_not_change_the_past(router):
-    model = tiny(router).eval()
+def test_causality_future_tokens_do_not_change_the_past(router, execution):
+    model = tiny(router, execution=execution).eval()
     tokens = batch(2)
     changed = tokens.clone()
     changed[:, 7:] = (changed[:, 7:] % (V - 1)) + 1
