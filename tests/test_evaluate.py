@@ -76,7 +76,7 @@ def test_batched_greedy_matches_one_example_at_a_time(trained, tiny_dataset, rou
     model, _ = load_checkpoint(trained[router], vocab, None)
     frame = load_split(tiny_dataset["brevo"], "extrap")
     data = PaddedSplit.from_frame(frame)
-    answers, depths = greedy_generate(model, data, vocab, batch_size=5, device="cpu")
+    answers, depths = greedy_generate(model, data, vocab, batch_size=5, device=torch.device("cpu"))
     with torch.no_grad():
         for i, tokens in enumerate(frame["tokens"]):
             prompt = list(tokens[: list(tokens).index(vocab.ans_id) + 1])

@@ -402,8 +402,12 @@ def generate_dataset(
     config = {"task": task_cfg, "scale": scale_name, "seed": seed, "params": params}
     atomic_write_text(out_dir / CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.create(config)))
     atomic_write_json(out_dir / SUMMARY_NAME, summary)
+    artifacts = task.artifacts()
+    for name, text in artifacts.items():
+        atomic_write_text(out_dir / name, text)
     write_manifest(
-        out_dir, [split_file(s) for s in SPLITS] + [VOCAB_NAME, CONFIG_NAME, SUMMARY_NAME]
+        out_dir,
+        [split_file(s) for s in SPLITS] + [VOCAB_NAME, CONFIG_NAME, SUMMARY_NAME, *artifacts],
     )
     return summary
 

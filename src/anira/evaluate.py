@@ -6,8 +6,9 @@
 Two views of each example:
 - **teacher-forced** (per-token records): one forward pass over the gold sequence. The record of
   token t carries the prediction made at position t-1 (the position whose output emits t): its
-  correctness (argmax = gold), executed depth and expected depth E_q[d]. Position 0 is predicted by
-  nothing and has no record.
+  correctness as the task scores it (``Task.token_correct``: equal to the gold token by default;
+  LANO: the prefix stays in the language), executed depth and expected depth E_q[d]. Position 0
+  is predicted by nothing and has no record.
 - **generated** (per-example ``correct``): greedy decoding from the prompt (through ``<ans>``) until
   ``<eos>``, scored by the task (BREVO accepts any valid order). The model is causal and each
   token's depth depends only on its prefix, so one forward pass over a prefix gives exactly the
@@ -79,9 +80,9 @@ def batches_by_length(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 @torch.no_grad()
 def teacher_forced(model, data: PaddedSplit, batch_size: int, device) -> dict[str, np.ndarray]:
-    """Per position t ≥ 1 of every example: prediction correctness, executed and expected depth."""
+    """Per position t ≥ 1 of every example: the predicted token, executed and expected depth."""
     n, width = data.tokens.shape
-    correct = np.zeros((n, width), dtype=bool)
+    predicted = np.zeros((n, width), dtype=np.int64)
     depth = np.zeros((n, width), dtype=np.int16)
     expected = np.zeros((n, width), dtype=np.float32)
     for idx in batches_by_length(data.lengths.numpy(), batch_size):
@@ -90,10 +91,10 @@ def teacher_forced(model, data: PaddedSplit, batch_size: int, device) -> dict[st
         with autocast(device):
             out = model(tokens)
         t = tokens.shape[1]
-        correct[idx, 1:t] = (out.logits[:, :-1].argmax(-1) == tokens[:, 1:]).cpu().numpy()
+        predicted[idx, 1:t] = out.logits[:, :-1].argmax(-1).cpu().numpy()
         depth[idx, 1:t] = out.depth[:, :-1].cpu().numpy()
         expected[idx, 1:t] = out.expected_depth[:, :-1].float().cpu().numpy()
-    return {"correct": correct, "depth": depth, "expected": expected}
+    return {"predicted": predicted, "depth": depth, "expected": expected}
 
 
 @torch.no_grad()
@@ -154,21 +155,6 @@ def evaluate_split(
     for row, record in enumerate(frame.itertuples(index=False)):
         n = len(record.tokens)
         mask = np.asarray(record.answer_mask, dtype=bool)
-        positions = np.arange(1, n)
-        part = {
-            "example_id": record.id,
-            "size": record.size,
-            "position": positions,
-            "token": np.asarray(record.token_str, dtype=object)[1:],
-            "is_answer": mask[1:],
-            "correct": tf["correct"][row, 1:n],
-            "executed_depth": tf["depth"][row, 1:n],
-            "expected_depth": tf["expected"][row, 1:n],
-        }
-        for col in feature_cols:
-            part[col] = np.asarray(getattr(record, col), dtype=float)[1:]
-        token_parts.append(pd.DataFrame(part))
-
         example = Example(
             token_str=list(record.token_str),
             answer_mask=list(mask),
@@ -176,6 +162,23 @@ def evaluate_split(
             features={},
             instance=json.loads(record.instance),
         )
+        # Position 0 is predicted by nothing; its placeholder is never scored (a prompt token).
+        predicted = [record.token_str[0], *vocab.decode(tf["predicted"][row, 1:n].tolist())]
+        correct = pd.array(task.token_correct(example, predicted)[1:], dtype="boolean")
+        part = {
+            "example_id": record.id,
+            "size": record.size,
+            "position": np.arange(1, n),
+            "token": np.asarray(record.token_str, dtype=object)[1:],
+            "is_answer": mask[1:],
+            "correct": correct,
+            "executed_depth": tf["depth"][row, 1:n],
+            "expected_depth": tf["expected"][row, 1:n],
+        }
+        for col in feature_cols:
+            part[col] = np.asarray(getattr(record, col), dtype=float)[1:]
+        token_parts.append(pd.DataFrame(part))
+
         generated = vocab.decode(answers[row])
         answer_positions = mask[1:]
         example_rows.append(
@@ -183,7 +186,7 @@ def evaluate_split(
                 "example_id": record.id,
                 "size": int(record.size),
                 "correct": bool(task.is_correct(example, generated)),
-                "tf_correct": bool(tf["correct"][row, 1:n][answer_positions].all()),
+                "tf_correct": bool(correct[answer_positions].fillna(True).all()),
                 "mean_depth": float(gen_depths[row].mean()) if len(gen_depths[row]) else np.nan,
                 "tf_mean_depth": float(tf["depth"][row, 1:n][answer_positions].mean()),
                 "mean_expected_depth": float(tf["expected"][row, 1:n][answer_positions].mean()),

@@ -26,7 +26,11 @@ class AniraInputError(ValueError):
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The file gets the permissions the umask gives a new file (mkstemp would leave it 0600, which
+    makes datasets unreadable to collaborators on a shared cluster).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -34,6 +38,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp_path.exists():
+            tmp_path.chmod(0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -74,7 +82,8 @@ def write_manifest(directory: str | os.PathLike, names: list[str]) -> None:
 
 
 def verify_manifest(directory: str | os.PathLike, names: list[str] | None = None) -> None:
-    """Raise :class:`AniraInputError` if ``directory``'s manifest is missing or any file mismatches."""
+    """Raise :class:`AniraInputError` if the manifest of ``directory`` is missing or a file
+    mismatches it."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST_NAME
     if not directory.is_dir():

@@ -150,9 +150,7 @@ def train(cfg: DictConfig) -> Path:
     resume_path = out_dir / RESUME
     state = torch.load(resume_path, weights_only=True) if resume_path.is_file() else None
     if state is not None and comparable(state["config"]) != comparable(resolved):
-        raise AniraInputError(
-            f"{resume_path} is from a different configuration; delete it to restart"
-        )
+        raise AniraInputError(f"{resume_path} is from another configuration; delete it to restart")
 
     torch.manual_seed(cfg.seed)
     data = PaddedSplit.from_frame(frame)

@@ -95,6 +95,20 @@ class Task(abc.ABC):
         """The number of distinct token sequences of difficulty ``size``, when known exactly."""
         return None
 
+    def artifacts(self) -> dict[str, str]:
+        """Files saved beside a dataset (name → text), e.g. LANO's grammar; none by default."""
+        return {}
+
+    def token_correct(self, example: Example, predicted: list[str]) -> list[bool | None]:
+        """Per position t: whether ``predicted[t]`` (the prediction of token t from the gold
+        prefix) is right; ``None`` on prompt positions. Default: equal to the gold token."""
+        return [
+            (pred == gold) if is_answer else None
+            for pred, gold, is_answer in zip(
+                predicted, example.token_str, example.answer_mask, strict=True
+            )
+        ]
+
     def check_size(self, size: int) -> None:
         if int(size) != size or size < self.min_size:
             raise AniraInputError(
