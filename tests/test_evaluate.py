@@ -80,7 +80,8 @@ def test_batched_greedy_matches_one_example_at_a_time(trained, tiny_dataset, rou
     with torch.no_grad():
         for i, tokens in enumerate(frame["tokens"]):
             prompt = list(tokens[: list(tokens).index(vocab.ans_id) + 1])
-            expected = naive_greedy(model, prompt, vocab.eos_id, len(tokens) + 4)
+            limit = min(len(tokens) + 4, model.cfg.max_seq_len)
+            expected = naive_greedy(model, prompt, vocab.eos_id, limit)
             assert answers[i] == expected
             full = torch.tensor([prompt + expected])
             assert depths[i].tolist() == model(full).depth[0, len(prompt) - 1 : -1].tolist()

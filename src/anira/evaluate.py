@@ -108,7 +108,8 @@ def greedy_generate(
     prompt_len = np.array(
         [int(np.flatnonzero(row == vocab.ans_id)[0]) + 1 for row in tokens_all], dtype=np.int64
     )
-    limit = data.lengths.numpy() + EXTRA_ANSWER_TOKENS
+    # Positions beyond the model's context are never generated (RoPE or not, the model asserts it).
+    limit = np.minimum(data.lengths.numpy() + EXTRA_ANSWER_TOKENS, model.cfg.max_seq_len)
     for idx in batches_by_length(limit, batch_size):
         width = int(limit[idx].max())
         buffer = torch.zeros((len(idx), width), dtype=torch.long)
