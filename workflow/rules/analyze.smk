@@ -1,0 +1,100 @@
+# Tidy CSV tables from the evaluation records; figures read only these.
+
+
+def eval_records(kind, splits):
+    """The evaluation Parquet files of every model for `kind` (tokens | examples)."""
+    return [
+        path
+        for split in splits
+        for path in models(f"{EVAL_DIR}/{split}.{kind}.parquet")
+    ]
+
+
+EVAL_DIRS = models(EVAL_DIR)
+ANALYSIS = config["analysis"]
+
+
+rule generalization:
+    """Accuracy and mean depth per task × router × seed × split × size."""
+    input:
+        records=eval_records("examples", SPLITS),
+        code="src/anira/analysis/generalization.py",
+    output:
+        table=f"{ANALYSIS_DIR}/generalization.csv",
+    log:
+        f"{LOG_DIR}/analyze/generalization.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        eval_dirs=EVAL_DIRS,
+    shell:
+        "python -m anira.analysis.generalization --out {output.table} {params.eval_dirs}"
+        " > {log} 2>&1"
+
+
+rule alignment:
+    """Correlation of depth with every complexity feature (paper Table 1) and binned curves."""
+    input:
+        records=eval_records("tokens", ANALYSIS["splits"]),
+        code="src/anira/analysis/alignment.py",
+    output:
+        table=f"{ANALYSIS_DIR}/alignment.csv",
+        curves=f"{ANALYSIS_DIR}/alignment_curves.csv",
+    log:
+        f"{LOG_DIR}/analyze/alignment.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        eval_dirs=EVAL_DIRS,
+        splits=ANALYSIS["splits"],
+        bootstrap=ANALYSIS["bootstrap"],
+        ci=ANALYSIS["ci"],
+        seed=ANALYSIS["seed"],
+        max_bins=ANALYSIS["max_bins"],
+    shell:
+        "python -m anira.analysis.alignment --out {output.table} --curves {output.curves}"
+        " --splits {params.splits} --bootstrap {params.bootstrap} --ci {params.ci}"
+        " --seed {params.seed} --max-bins {params.max_bins} {params.eval_dirs} > {log} 2>&1"
+
+
+rule depth_hist:
+    """Distribution of executed depth over answer tokens per task × router × split."""
+    input:
+        records=eval_records("tokens", SPLITS),
+        code="src/anira/analysis/depth_hist.py",
+    output:
+        table=f"{ANALYSIS_DIR}/depth_hist.csv",
+    log:
+        f"{LOG_DIR}/analyze/depth_hist.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        eval_dirs=EVAL_DIRS,
+    shell:
+        "python -m anira.analysis.depth_hist --out {output.table} {params.eval_dirs} > {log} 2>&1"
+
+
+rule analyses:
+    """Target: every analysis table (the DVC stage `analyze`)."""
+    input:
+        rules.generalization.output,
+        rules.alignment.output,
+        rules.depth_hist.output,

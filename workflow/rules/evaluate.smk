@@ -1,0 +1,32 @@
+rule evaluate:
+    """Per-token and per-example records of one model on every split (GPU under SLURM)."""
+    input:
+        data=dataset,
+        checkpoint=checkpoint_files,
+        configs=hydra_configs("evaluate", scale=SCALE),
+    output:
+        **files_in(EVAL_DIR, EVAL_FILES),
+    log:
+        f"{LOG_DIR}/evaluate/{{task}}/{{router}}/seed{{seed}}.log",
+    conda:
+        CONDA_ENV
+    threads: threads("evaluate")
+    resources:
+        mem_mb=mem_mb("evaluate"),
+        runtime=runtime("evaluate"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("gpu"),
+    params:
+        data_dir=lambda wildcards, input: dir_of(input.data[0]),
+        checkpoint=lambda wildcards, input: dir_of(input.checkpoint[0]),
+        out_dir=lambda wildcards, output: dir_of(output.manifest_json),
+        overrides=overrides("evaluate"),
+    shell:
+        "python -m anira.evaluate checkpoint={params.checkpoint} data_dir={params.data_dir}"
+        " out_dir={params.out_dir} {params.overrides} > {log} 2>&1"
+
+
+rule evaluations:
+    """Target: every evaluation of the study (the DVC stage `evaluate`)."""
+    input:
+        models(f"{EVAL_DIR}/manifest.json"),

@@ -1,0 +1,79 @@
+# One rule and one script per figure, named after the figure; figures read only CSV tables and
+# run on the submitting machine (local rules), never on the cluster.
+
+
+localrules:
+    fig_generalization,
+    fig_alignment,
+    fig_depth_hist,
+    figures,
+    analyses,
+    evaluations,
+    models,
+    datasets,
+    all,
+
+
+FIGURE_STYLE = "src/anira/figures/style.py"
+
+
+def figure_outputs(name):
+    return {ext: f"{FIGURES_DIR}/{name}.{ext}" for ext in ("pdf", "png")}
+
+
+rule fig_generalization:
+    """Accuracy and mean depth against size, a panel per task, a line per router."""
+    input:
+        table=rules.generalization.output.table,
+        code=["src/anira/figures/fig_generalization.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_generalization"),
+    log:
+        f"{LOG_DIR}/figures/fig_generalization.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_generalization {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_alignment:
+    """Depth against each complexity feature, a line per router."""
+    input:
+        table=rules.alignment.output.curves,
+        code=["src/anira/figures/fig_alignment.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_alignment"),
+    log:
+        f"{LOG_DIR}/figures/fig_alignment.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_alignment {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_depth_hist:
+    """Distribution of executed depth per task and router."""
+    input:
+        table=rules.depth_hist.output.table,
+        code=["src/anira/figures/fig_depth_hist.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_depth_hist"),
+    log:
+        f"{LOG_DIR}/figures/fig_depth_hist.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_depth_hist {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule figures:
+    """Target: the figures of the study config (the DVC stage `figures`)."""
+    input:
+        [
+            f"{FIGURES_DIR}/{name}.{ext}"
+            for name in config["figures"]
+            for ext in ("pdf", "png")
+        ],

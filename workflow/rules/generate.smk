@@ -1,0 +1,30 @@
+rule generate:
+    """One task's dataset: every split as Parquet, the vocabulary and a checksum manifest."""
+    input:
+        hydra_configs("generate", task="{task}", scale=SCALE),
+    output:
+        **files_in(DATA_DIR, DATA_FILES),
+    log:
+        f"{LOG_DIR}/generate/{{task}}.log",
+    conda:
+        CONDA_ENV
+    threads: threads("generate")
+    resources:
+        mem_mb=mem_mb("generate"),
+        runtime=runtime("generate"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        out_dir=lambda wildcards, output: dir_of(output.manifest_json),
+        scale=SCALE,
+        seed=config["data_seed"],
+        overrides=overrides("generate"),
+    shell:
+        "python -m anira.generate task={wildcards.task} scale={params.scale} seed={params.seed}"
+        " out_dir={params.out_dir} {params.overrides} > {log} 2>&1"
+
+
+rule datasets:
+    """Target: every dataset of the study (the DVC stage `generate`)."""
+    input:
+        expand(f"{DATA_DIR}/manifest.json", task=TASKS),

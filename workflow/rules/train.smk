@@ -1,0 +1,32 @@
+rule train:
+    """One model: a task × router × seed, trained on the task's dataset (GPU under SLURM)."""
+    input:
+        data=dataset,
+        configs=hydra_configs("train", task="{task}", router="{router}", scale=SCALE),
+    output:
+        **files_in(CKPT_DIR, CKPT_FILES),
+    log:
+        f"{LOG_DIR}/train/{{task}}/{{router}}/seed{{seed}}.log",
+    conda:
+        CONDA_ENV
+    threads: threads("train")
+    resources:
+        mem_mb=mem_mb("train"),
+        runtime=runtime("train"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("gpu"),
+    params:
+        data_dir=lambda wildcards, input: dir_of(input.data[0]),
+        out_dir=lambda wildcards, output: dir_of(output.manifest_json),
+        scale=SCALE,
+        overrides=overrides("train"),
+    shell:
+        "python -m anira.train task={wildcards.task} router={wildcards.router}"
+        " seed={wildcards.seed} scale={params.scale} data_dir={params.data_dir}"
+        " out_dir={params.out_dir} {params.overrides} > {log} 2>&1"
+
+
+rule models:
+    """Target: every model of the study (the DVC stage `train`)."""
+    input:
+        models(f"{CKPT_DIR}/manifest.json"),
