@@ -1,15 +1,6 @@
 # Tidy CSV tables from the evaluation records; figures read only these.
 
 
-def eval_records(kind, splits):
-    """The evaluation Parquet files of every model for `kind` (tokens | examples)."""
-    return [
-        path
-        for split in splits
-        for path in models(f"{EVAL_DIR}/{split}.{kind}.parquet")
-    ]
-
-
 EVAL_DIRS = models(EVAL_DIR)
 ANALYSIS = config["analysis"]
 

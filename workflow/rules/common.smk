@@ -50,7 +50,7 @@ def validate_study(study):
     if errors:
         lines = []
         for error in errors:
-            where = "/".join(str(p) for p in error.absolute_path) or "config"
+            where = ".".join(str(p) for p in error.absolute_path) or "config"
             lines.append(f"  {where}: {error.message}")
         raise WorkflowError("invalid study config:\n" + "\n".join(lines))
     return study
@@ -201,3 +201,16 @@ def slurm_env(kind):
         return value
 
     return evaluate
+
+
+def eval_records(kind, splits):
+    """The evaluation Parquet files of every model for `kind` (tokens | examples)."""
+    return [
+        path
+        for split in splits
+        for path in models(f"{EVAL_DIR}/{split}.{kind}.parquet")
+    ]
+
+
+def figure_outputs(name):
+    return {ext: f"{FIGURES_DIR}/{name}.{ext}" for ext in ("pdf", "png")}

@@ -17,10 +17,6 @@ localrules:
 FIGURE_STYLE = "src/anira/figures/style.py"
 
 
-def figure_outputs(name):
-    return {ext: f"{FIGURES_DIR}/{name}.{ext}" for ext in ("pdf", "png")}
-
-
 rule fig_generalization:
     """Accuracy and mean depth against size, a panel per task, a line per router."""
     input:

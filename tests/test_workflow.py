@@ -1,0 +1,99 @@
+"""The workflow as users drive it: lint, dry runs (default and SLURM profile), a tiny study end to
+end through Snakemake, and the DVC round trip (repro → push → delete → pull → nothing to do).
+
+Runs that write results work in a copy of the repository's workflow files under a temporary
+directory, so they never touch the checkout's `results/`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_ENV = {"ANIRA_SLURM_ACCOUNT": "test-account", "ANIRA_SLURM_PARTITION": "test-partition"}
+
+
+def run(args, cwd=ROOT, env=None, check=True):
+    result = subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def study_copy(tmp_path: Path, study: str = "tiny") -> Path:
+    """A runnable copy of the workflow whose default config is the named study."""
+    for name in ("workflow", "config", "profiles", "src", ".dvc"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("tmp"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "slurm").symlink_to("profiles/slurm")
+    grid = yaml.safe_load((ROOT / "config" / "study" / f"{study}.yaml").read_text())
+    grid.update(results_root="results/mini", figures_dir="paper_figures")
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(grid))
+    return tmp_path
+
+
+def test_snakefmt_and_lint_are_clean():
+    run(["snakefmt", "--check", "workflow/"])
+    result = run(["snakemake", "--lint", "--nolock"])
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_default_dry_run_plans_every_phase():
+    out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall"]).stdout
+    for rule in ("generate", "train", "evaluate", "alignment", "fig_generalization"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+
+
+def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
+    out = run(
+        ["snakemake", "-n", "--nolock", "--cores", "all", "--profile", "slurm"]
+        + ["--config", "scale=paper", "--forceall"],
+        env=SLURM_ENV,
+    ).stdout
+    train_jobs = [block for block in out.split("\n\n") if "rule train:" in block]
+    assert train_jobs and all("gpu=1" in block for block in train_jobs)
+    assert "task=brevo" in out and "scale=paper" in out
+
+
+def test_unknown_task_is_rejected_at_parse_time():
+    result = run(["snakemake", "-n", "--nolock", "--config", "tasks=[nope]"], check=False)
+    assert result.returncode != 0
+    assert "invalid study config" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_study_end_to_end_then_nothing_to_do(tmp_path):
+    repo = study_copy(tmp_path)
+    run(["snakemake", "--cores", "2"], cwd=repo)
+    for name in ("fig_generalization", "fig_alignment", "fig_depth_hist"):
+        assert (repo / "paper_figures" / f"{name}.png").stat().st_size > 0
+    again = run(["snakemake", "-n", "--cores", "2"], cwd=repo)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_dvc_round_trip_never_retrains_a_pulled_checkpoint(tmp_path):
+    repo = study_copy(tmp_path / "repo")
+    remote = tmp_path / "remote"
+    run(["git", "init", "-q"], cwd=repo)
+    run(["dvc", "repro", "-q"], cwd=repo)
+    run(["dvc", "remote", "add", "-d", "local", str(remote)], cwd=repo)
+    run(["dvc", "push", "-q"], cwd=repo)
+    checkpoint = next((repo / "results" / "mini" / "checkpoints").rglob("model.pt"))
+    trained = checkpoint.read_bytes()
+    shutil.rmtree(repo / "results" / "mini")
+    shutil.rmtree(repo / "paper_figures")
+    run(["dvc", "pull", "-q"], cwd=repo)
+    assert checkpoint.read_bytes() == trained
+    run(["snakemake", "--cores", "1", "--touch"], cwd=repo)
+    after = run(["snakemake", "-n", "--cores", "1"], cwd=repo)
+    assert "Nothing to be done" in after.stdout + after.stderr
+    assert run(["dvc", "status", "-q"], cwd=repo, check=False).returncode == 0
