@@ -97,3 +97,30 @@ def test_dvc_round_trip_never_retrains_a_pulled_checkpoint(tmp_path):
     after = run(["snakemake", "-n", "--cores", "1"], cwd=repo)
     assert "Nothing to be done" in after.stdout + after.stderr
     assert run(["dvc", "status", "-q"], cwd=repo, check=False).returncode == 0
+
+
+@pytest.mark.slow
+def test_fake_slurm_drives_a_tiny_study_through_the_real_plugin(tmp_path):
+    """`tests/fake_slurm/` puts sbatch, sacct, srun, … first on PATH: sbatch logs its command
+    line and runs the job at once; the real snakemake-executor-plugin-slurm does the rest."""
+    repo = study_copy(tmp_path / "repo")
+    state = tmp_path / "slurm"
+    env = {
+        **SLURM_ENV,
+        "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_SLURM_DIR": str(state),
+    }
+    run(
+        ["snakemake", "--cores", "all", "--profile", "slurm", "--config", "routers=[early]"]
+        + ["--seconds-between-status-checks", "1"]
+        + ["--slurm-init-seconds-before-status-checks", "1"],
+        cwd=repo,
+        env=env,
+    )
+    assert (repo / "paper_figures" / "fig_alignment.png").is_file()
+    submitted = (state / "sbatch.log").read_text().splitlines()
+    train = [line for line in submitted if "--comment rule_train_" in line]
+    assert len(train) == 1 and "--gpus=1" in train[0], train
+    assert "-A test-account" in train[0] and "-p test-partition" in train[0]
+    figures = [line for line in submitted if "rule_fig_" in line]
+    assert not figures, "figures are local rules"
