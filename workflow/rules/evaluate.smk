@@ -23,7 +23,7 @@ rule evaluate:
         overrides=overrides("evaluate"),
     shell:
         "python -m anira.evaluate checkpoint={params.checkpoint} data_dir={params.data_dir}"
-        " out_dir={params.out_dir} {params.overrides} > {log} 2>&1"
+        " out_dir={params.out_dir} threads={threads} {params.overrides} > {log} 2>&1"
 
 
 rule evaluations:

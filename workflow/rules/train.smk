@@ -23,7 +23,7 @@ rule train:
     shell:
         "python -m anira.train task={wildcards.task} router={wildcards.router}"
         " seed={wildcards.seed} scale={params.scale} data_dir={params.data_dir}"
-        " out_dir={params.out_dir} {params.overrides} > {log} 2>&1"
+        " out_dir={params.out_dir} threads={threads} {params.overrides} > {log} 2>&1"
 
 
 rule models:
