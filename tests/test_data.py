@@ -70,9 +70,28 @@ def test_plan_counts():
     ]
 
 
+def test_train_only_sizes_are_trained_not_tested():
+    # MANO L=1 has 1587 expressions: with 20000 training examples it cannot have a disjoint test
+    # split, but as a train_only size it is trained on and shares n_train with the tested sizes.
+    sizes = task_cfg("mano", train_only=[1], n_train=20000)["scales"]["tiny"]
+    plan = plan_splits(get_task("mano"), sizes)
+    assert [p for p in plan if p[0] == "train"] == [
+        ("train", 1, 5000),
+        ("train", 3, 5000),
+        ("train", 4, 5000),
+        ("train", 6, 5000),
+    ]
+    assert [p[1] for p in plan if p[0] == "test"] == [3, 4, 6]
+    assert ("interp", 5, 40) in plan and ("extrap", 7, 40) in plan
+
+
 @pytest.mark.parametrize(
     "sizes, message",
     [
+        ({"train_only": [3]}, "both train and train_only"),
+        ({"train_only": [7]}, "extrap size 7"),  # moves the training range past extrap
+        ({"train_only": [5]}, "interp size 5"),
+        ({"train_only": [0]}, "minimum"),
         ({"interp": [3]}, "interp size 3"),  # a training size
         ({"interp": [6]}, "interp size 6"),  # the edge of the range
         ({"interp": [2]}, "interp size 2"),  # below the range

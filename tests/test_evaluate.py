@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from anira.batches import PaddedSplit
-from anira.data import load_split, load_vocab
+from anira.data import generate_dataset, load_split, load_vocab
 from anira.evaluate import evaluate, greedy_generate, load_checkpoint
-from anira.io import AniraInputError
+from anira.io import AniraInputError, verify_manifest
 from anira.train import train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
@@ -101,3 +101,26 @@ def test_wrong_vocabulary_and_truncated_checkpoint_are_rejected(trained, tiny_da
     with pytest.raises(AniraInputError, match="not found"):
         evaluate(eval_cfg(tmp_path / "missing", tiny_dataset["brevo"], tmp_path / "c"))
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
+    """A scale with no interp/extrap sizes and a train_only size: empty splits are skipped."""
+    sizes = [
+        "task.scales.mini.train=[2,3]",
+        "+task.scales.mini.train_only=[1]",
+        "task.scales.mini.interp=[]",
+        "task.scales.mini.extrap=[]",
+        "+task.scales.mini.curriculum=0.5",
+    ]
+    overrides = [*tiny_task("mano"), *sizes]
+    generate_cfg = compose_config("generate", [*overrides, "seed=0", "out_dir=unused"])
+    generate_dataset(generate_cfg.task, "mini", 0, tmp_path / "data")
+    assert set(load_split(tmp_path / "data", "test")["size"]) == {2, 3}
+    assert set(load_split(tmp_path / "data", "train")["size"]) == {1, 2, 3}
+    train_overrides = [*overrides, *TINY_SCALE, "router=early"]
+    paths = [f"data_dir={tmp_path / 'data'}", f"out_dir={tmp_path / 'ckpt'}"]
+    train(compose_config("train", [*train_overrides, *paths]))
+    evaluate(eval_cfg(tmp_path / "ckpt", tmp_path / "data", tmp_path / "eval"))
+    written = sorted(p.name for p in (tmp_path / "eval").glob("*.examples.parquet"))
+    assert written == ["test.examples.parquet", "train.examples.parquet"]
+    verify_manifest(tmp_path / "eval", ["test.tokens.parquet", "config.yaml"])

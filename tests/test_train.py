@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from anira.io import AniraInputError, verify_manifest
-from anira.train import batch_indices, lr_factor, train
+from anira.train import Curriculum, batch_indices, lr_factor, train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
 
@@ -35,6 +35,24 @@ def test_batches_cover_each_epoch_once_and_are_reproducible():
     assert not np.array_equal(batch_indices(7, 100, 16, 1), batch_indices(7, 100, 16, 2))
 
 
+def test_curriculum_admits_sizes_in_order_then_samples_epochs():
+    sizes = np.repeat([1, 2, 4], 40)  # 120 examples; stages over the first 60 of 100 steps
+    curriculum = Curriculum(sizes, fraction=0.6, total_steps=100)
+    largest = [sizes[curriculum.batch(step, 16, seed=0)].max() for step in range(100)]
+    assert largest[:30] == [1] * 30  # stage 1: size 1 only
+    assert set(largest[30:60]) == {2}  # stage 2: sizes ≤ 2 (a batch of 16 meets a 2)
+    assert set(largest[60:]) == {4}
+    for step in (0, 45, 60, 99):
+        batch = curriculum.batch(step, 16, seed=0)
+        assert len(set(batch.tolist())) == 16
+        assert np.array_equal(batch, curriculum.batch(step, 16, seed=0))
+    assert np.array_equal(curriculum.batch(70, 16, 0), batch_indices(70, 120, 16, 0))
+    off = Curriculum(sizes, fraction=0.0, total_steps=100)
+    assert np.array_equal(off.batch(3, 16, 0), batch_indices(3, 120, 16, 0))
+    with pytest.raises(AniraInputError, match="curriculum"):
+        Curriculum(sizes, fraction=1.0, total_steps=100)
+
+
 def test_lr_schedule_warms_up_then_decays_to_floor():
     factors = [lr_factor(s, warmup=10, total=110, min_ratio=0.1) for s in range(111)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
@@ -54,14 +72,16 @@ def test_training_writes_checkpoint_metrics_and_manifest(tiny_dataset, tmp_path,
     assert len(rows) == 3  # logged every 4 of 12 steps
 
 
-def test_interrupted_run_resumes_to_identical_weights(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("curriculum", [0.0, 0.5])
+def test_interrupted_run_resumes_to_identical_weights(tiny_dataset, tmp_path, curriculum):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(train_cfg(tiny_dataset["brevo"], straight, "online"))
+    extra = [f"+task.scales.mini.curriculum={curriculum}"]
+    train(train_cfg(tiny_dataset["brevo"], straight, "online", extra))
     with pytest.raises(SystemExit) as stop:
-        train(train_cfg(tiny_dataset["brevo"], resumed, "online", ["stop_after_steps=5"]))
+        train(train_cfg(tiny_dataset["brevo"], resumed, "online", [*extra, "stop_after_steps=5"]))
     assert stop.value.code == 0 and (resumed / "last.pt").is_file()
     assert not (resumed / "model.pt").exists()
-    train(train_cfg(tiny_dataset["brevo"], resumed, "online"))
+    train(train_cfg(tiny_dataset["brevo"], resumed, "online", extra))
     a = torch.load(straight / "model.pt", weights_only=True)
     b = torch.load(resumed / "model.pt", weights_only=True)
     for name, tensor in a["model"].items():

@@ -153,16 +153,25 @@ def _positive_int(value: Any, what: str) -> int:
 def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     """``(split, size, count)`` for every split and size of a scale config, validated.
 
+    ``train_only`` sizes (optional) are trained on but never tested: sizes whose example space is
+    too small for a test split disjoint from train (MANO L=1 has 1,587 expressions) can still teach
+    the primitive steps of the larger sizes. ``n_train`` is shared equally by every training size.
+
     Raises :class:`AniraInputError` for sizes below the task's minimum, interp sizes not strictly
     inside the training range or equal to a training size, extrap sizes not beyond it, sizes shared
     between splits, non-positive counts, and sizes whose example space (when the task knows it) is
     too small for the examples requested.
     """
-    train = sorted(_int_list(sizes.get("train"), "train sizes"))
+    tested = sorted(_int_list(sizes.get("train"), "train sizes"))
+    train_only = sorted(_int_list(sizes.get("train_only"), "train_only sizes"))
     interp = sorted(_int_list(sizes.get("interp"), "interp sizes"))
     extrap = sorted(_int_list(sizes.get("extrap"), "extrap sizes"))
-    if not train:
+    if not tested:
         raise AniraInputError("train sizes must not be empty")
+    if set(train_only) & set(tested):
+        both = sorted(set(train_only) & set(tested))
+        raise AniraInputError(f"sizes {both} are both train and train_only")
+    train = sorted(tested + train_only)
     n_train = _positive_int(sizes.get("n_train"), "n_train")
     n_eval = _positive_int(sizes.get("n_eval_per_size"), "n_eval_per_size")
     if n_train < len(train):
@@ -184,7 +193,7 @@ def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, in
         raise AniraInputError(f"sizes {both} are both interp and extrap")
     per_train = [n_train // len(train) + (i < n_train % len(train)) for i in range(len(train))]
     plan = [("train", s, n) for s, n in zip(train, per_train, strict=True)]
-    plan += [("test", s, n_eval) for s in train]
+    plan += [("test", s, n_eval) for s in tested]
     plan += [("interp", s, n_eval) for s in interp] + [("extrap", s, n_eval) for s in extrap]
     train_counts = dict(zip(train, per_train, strict=True))
     for split, size, count in plan:

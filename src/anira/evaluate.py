@@ -225,6 +225,9 @@ def evaluate(cfg: DictConfig) -> Path:
     }
     written = []
     for split, frame in frames.items():
+        if frame.empty:  # the scale defines no sizes for it (e.g. no interp sizes)
+            print(f"{split}: no examples, skipped", flush=True)
+            continue
         if split == "train" and len(frame) > cfg.max_train_examples:
             keep = np.random.default_rng(0).choice(
                 len(frame), cfg.max_train_examples, replace=False

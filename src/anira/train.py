@@ -5,7 +5,8 @@
 
 - AdamW with linear warmup and cosine decay to ``min_lr_ratio``; CUDA with bf16 autocast when
   present, CPU otherwise.
-- Batches are a pure function of ``(seed, step)`` (one seeded permutation per epoch), and the
+- Batches are a pure function of ``(seed, step)`` (one seeded permutation per epoch, after an
+  optional size curriculum: ``task.scales.<scale>.curriculum``, see :class:`Curriculum`), and the
   checkpoint holds model, optimizer, scheduler, torch RNG and the metric accumulators, so an
   interrupted run resumed from ``last.pt`` ends with the same weights on CPU as one that never
   stopped.
@@ -83,6 +84,32 @@ def batch_indices(step: int, n_examples: int, batch_size: int, seed: int) -> np.
     return order[position * batch_size : (position + 1) * batch_size]
 
 
+class Curriculum:
+    """Sizes admitted in increasing order over the first ``fraction`` of training (0 disables).
+
+    With sizes s_1 < … < s_k, stage j < k covers steps [(j−1)·f·T/(k−1), j·f·T/(k−1)) and draws
+    its batches from the examples of size ≤ s_j (seeded by ``(seed, step)``, so any step can be
+    recomputed); from step f·T on, every size is in play and batches are epoch permutations.
+    Why: a one-token answer such as MANO's gives no partial credit, so the larger sizes are noise
+    until the smallest ones are solved; admitting them late lets the small ones be learned first.
+    """
+
+    def __init__(self, sizes: np.ndarray, fraction: float, total_steps: int) -> None:
+        if not 0.0 <= fraction < 1.0:
+            raise AniraInputError(f"curriculum must be a fraction in [0, 1), got {fraction}")
+        self.sizes = sizes
+        self.stages = np.unique(sizes)
+        self.end = int(fraction * total_steps) if len(self.stages) > 1 else 0
+
+    def batch(self, step: int, batch_size: int, seed: int) -> np.ndarray:
+        if step >= self.end:
+            return batch_indices(step, len(self.sizes), batch_size, seed)
+        stage = step * (len(self.stages) - 1) // self.end
+        pool = np.flatnonzero(self.sizes <= self.stages[stage])
+        rng = np.random.default_rng([seed, step, len(self.stages)])
+        return rng.choice(pool, size=min(batch_size, len(pool)), replace=False)
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup over ``warmup`` steps, then cosine decay from 1 to ``min_ratio``."""
     if step < warmup:
@@ -126,7 +153,8 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 def max_sequence_length(data_dir: Path) -> int:
     """Longest sequence over every split: positions must cover the extrapolation sizes too."""
-    return max(int(load_split(data_dir, split)["tokens"].map(len).max()) for split in SPLITS)
+    lengths = [load_split(data_dir, split)["tokens"].map(len) for split in SPLITS]
+    return max(int(split.max()) for split in lengths if len(split))  # a split may have no sizes
 
 
 def train(cfg: DictConfig) -> Path:
@@ -151,6 +179,10 @@ def train(cfg: DictConfig) -> Path:
     state = torch.load(resume_path, weights_only=True) if resume_path.is_file() else None
     if state is not None and comparable(state["config"]) != comparable(resolved):
         raise AniraInputError(f"{resume_path} is from another configuration; delete it to restart")
+
+    curriculum = Curriculum(
+        frame["size"].to_numpy(), float(task_scale(cfg).get("curriculum", 0.0)), total_steps
+    )
 
     torch.manual_seed(cfg.seed)
     data = PaddedSplit.from_frame(frame)
@@ -203,7 +235,7 @@ def train(cfg: DictConfig) -> Path:
     model.train()
     run_start = window_start = time.perf_counter()
     for steps_this_run, step in enumerate(range(start, total_steps), start=1):
-        idx = batch_indices(step, len(data), train_cfg.batch_size, cfg.seed)
+        idx = curriculum.batch(step, train_cfg.batch_size, cfg.seed)
         tokens, answer_mask = (t.to(device) for t in data.batch(idx))
         with autocast(device):
             out = model(tokens)

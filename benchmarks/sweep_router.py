@@ -1,0 +1,197 @@
+"""Accuracy and depth of the adaptive routers over a γ × b grid (the router-collapse check).
+
+    python benchmarks/sweep_router.py [--task brevo] [--routers early,online]
+                                      [--gammas 0.001,0.01,0.1] [--bases 1,2] [--jobs 2]
+                                      [--data-dir DIR] [--out FILE] [override ...]
+
+Generates the task's ``mini`` dataset once (seed 0; ``--data-dir`` reuses one), then trains and
+evaluates one model per router × γ × b with the real Hydra apps (``anira.train`` with
+``router.gamma=… router.prior_base=…``, then ``anira.evaluate``), ``--jobs`` at a time; trailing
+``key=value`` arguments are passed to every training run (e.g. ``scale.train.steps=400``). The
+online router is evaluated with every rule of ``--online-rules`` from the same checkpoint.
+
+Per run it records exact-match accuracy per split, the mean executed depth of the test answer
+tokens, their depth histogram and the share of the most common depth (``modal_share``: 1.0 means
+the router collapsed to one depth). Results go to ``benchmarks/results/router_sweep_<task>.json``
+and a table is printed. About 2 minutes per BREVO run on the project's 2-core CPU (two at a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import pandas as pd
+
+from anira.data import SPLITS
+from anira.io import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+EVAL_SPLITS = [split for split in SPLITS if split != "train"]
+
+
+def run(args: list[str], log: Path) -> None:
+    with log.open("w") as stream:
+        result = subprocess.run(
+            [sys.executable, "-m", *args], cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} … failed; see {log}")
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
+
+
+def summarize(eval_dir: Path) -> dict:
+    """Exact accuracy per split and the depth distribution of the test answer tokens."""
+    row: dict = {}
+    for split in EVAL_SPLITS:
+        path = eval_dir / f"{split}.examples.parquet"
+        if path.exists():
+            correct = pd.read_parquet(path, columns=["correct"])["correct"]
+            row[f"accuracy_{split}"] = float(correct.mean())
+    tokens = pd.read_parquet(
+        eval_dir / "test.tokens.parquet", columns=["is_answer", "executed_depth", "expected_depth"]
+    )
+    answers = tokens[tokens["is_answer"]]
+    histogram = answers["executed_depth"].value_counts(normalize=True).sort_index()
+    row["mean_executed_depth"] = float(answers["executed_depth"].mean())
+    row["mean_expected_depth"] = float(answers["expected_depth"].mean())
+    row["depth_histogram"] = {int(d): round(float(p), 4) for d, p in histogram.items()}
+    row["modal_share"] = float(histogram.max())
+    return row
+
+
+def sweep_one(
+    task: str, router: str, gamma: float, base: float, rules: list[str], paths: dict, extra: list
+) -> list[dict]:
+    name = f"{router}_g{gamma:g}_b{base:g}"
+    ckpt, logs = paths["work"] / name, paths["logs"]
+    start = time.perf_counter()
+    run(
+        [
+            "anira.train",
+            f"task={task}",
+            f"router={router}",
+            "seed=0",
+            "scale=mini",
+            f"data_dir={paths['data']}",
+            f"out_dir={ckpt}",
+            f"threads={paths['threads']}",
+            f"router.gamma={gamma}",
+            f"router.prior_base={base}",
+            *extra,
+        ],
+        logs / f"{name}.train.log",
+    )
+    train_seconds = time.perf_counter() - start
+    rows = []
+    for rule in rules:
+        eval_dir = paths["work"] / f"{name}_eval_{rule}"
+        run(
+            [
+                "anira.evaluate",
+                f"checkpoint={ckpt}",
+                f"data_dir={paths['data']}",
+                f"out_dir={eval_dir}",
+                f"threads={paths['threads']}",
+                f"splits=[{','.join(EVAL_SPLITS)}]",
+                *([f"inference_rule={rule}"] if router == "online" else []),
+            ],
+            logs / f"{name}_{rule}.eval.log",
+        )
+        rows.append(
+            {
+                "task": task,
+                "router": router,
+                "gamma": gamma,
+                "prior_base": base,
+                "inference_rule": rule,
+                "train_seconds": round(train_seconds, 1),
+                **summarize(eval_dir),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", default="brevo")
+    parser.add_argument("--routers", default="early,online")
+    parser.add_argument("--gammas", type=floats, default=floats("0.001,0.01,0.1"))
+    parser.add_argument("--bases", type=floats, default=floats("1,2"))
+    parser.add_argument("--online-rules", default="median,mode")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--data-dir", help="an anira.generate output to reuse (task, scale mini)")
+    parser.add_argument("--out", help="default: benchmarks/results/router_sweep_<task>.json")
+    parser.add_argument("overrides", nargs="*", help="key=value passed to every training run")
+    args = parser.parse_args()
+    out = Path(args.out or ROOT / f"benchmarks/results/router_sweep_{args.task}.json")
+
+    grid = list(itertools.product(args.routers.split(","), args.gammas, args.bases))
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        logs = work / "logs"
+        logs.mkdir()
+        data = Path(args.data_dir) if args.data_dir else work / "data"
+        if not args.data_dir:
+            generate = ["anira.generate", f"task={args.task}", "scale=mini", "seed=0"]
+            run([*generate, f"out_dir={data}"], logs / "generate.log")
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        paths = {"work": work, "logs": logs, "data": data.resolve(), "threads": threads}
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [
+                pool.submit(
+                    sweep_one,
+                    args.task,
+                    router,
+                    gamma,
+                    base,
+                    args.online_rules.split(",") if router == "online" else ["default"],
+                    paths,
+                    args.overrides,
+                )
+                for router, gamma, base in grid
+            ]
+            for done, future in enumerate(as_completed(futures), 1):
+                rows.extend(future.result())
+                elapsed = time.perf_counter() - start
+                eta = elapsed / done * (len(grid) - done)
+                print(
+                    f"[{done}/{len(grid)}] {rows[-1]['router']} γ={rows[-1]['gamma']:g} "
+                    f"b={rows[-1]['prior_base']:g} done | {elapsed:.0f}s elapsed, ETA {eta:.0f}s",
+                    flush=True,
+                )
+
+    rows.sort(key=lambda r: (r["router"], r["gamma"], r["prior_base"], r["inference_rule"]))
+    table = pd.DataFrame(rows).drop(columns=["depth_histogram"])
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for row in rows:
+        print(
+            f"{row['router']:<7} γ={row['gamma']:<6g} b={row['prior_base']:<3g} "
+            f"{row['inference_rule']:<7} depths {row['depth_histogram']}"
+        )
+    atomic_write_json(
+        out,
+        {
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "overrides": args.overrides,
+            "rows": rows,
+        },
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
