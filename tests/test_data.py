@@ -20,6 +20,7 @@ from anira.data import (
 )
 from anira.io import AniraInputError
 from anira.tasks import get_task
+from anira.tasks.mano import evaluate_prefix
 
 
 def task_cfg(name: str, **sizes):
@@ -234,3 +235,17 @@ def test_regenerating_replaces_a_stale_dataset(tmp_path):
         assert (tmp_path / "d" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
     assert len(load_split(tmp_path / "d", "train")) == 300
     assert not [p for p in (tmp_path / "d").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_scale_overrides_task_parameters(tmp_path):
+    """``scales.<scale>.params`` replaces task parameters at that scale (MANO mod 7 at mini); the
+    dataset records the effective value and its examples are scored with it."""
+    generate_dataset(task_cfg("mano", params={"modulus": 7}), "tiny", 0, tmp_path)
+    task = load_task(tmp_path)
+    assert task.modulus == 7
+    frame = load_split(tmp_path, "test")
+    numbers = {int(t) for tokens in frame["token_str"] for t in tokens if t.isdigit()}
+    assert numbers <= set(range(7)) and len(numbers) == 7
+    for row in frame.itertuples():
+        expression = list(row.token_str)[2 : list(row.token_str).index("<ans>")]
+        assert int(row.token_str[-2]) == evaluate_prefix(expression, 7)[0]

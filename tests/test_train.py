@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from anira.io import AniraInputError, verify_manifest
-from anira.train import Curriculum, batch_indices, lr_factor, train
+from anira.train import Curriculum, batch_indices, lr_factor, train, training_config
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
 
@@ -51,6 +51,16 @@ def test_curriculum_admits_sizes_in_order_then_samples_epochs():
     assert np.array_equal(off.batch(3, 16, 0), batch_indices(3, 120, 16, 0))
     with pytest.raises(AniraInputError, match="curriculum"):
         Curriculum(sizes, fraction=1.0, total_steps=100)
+
+
+def test_task_adjusts_the_training_budget_of_its_scale(tiny_dataset, tmp_path):
+    adjust = ["+task.scales.mini.training={steps_factor: 2.5, lr: 0.5}"]
+    cfg = training_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=adjust))
+    assert (cfg.steps, cfg.lr, cfg.batch_size) == (30, 0.5, 16)  # 12 tiny steps × 2.5
+    assert training_config(train_cfg(tiny_dataset["brevo"], tmp_path)).steps == 12
+    bad = ["+task.scales.mini.training={steps_factor: 0}"]
+    with pytest.raises(AniraInputError, match="steps_factor"):
+        training_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=bad))
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():

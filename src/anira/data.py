@@ -339,12 +339,16 @@ def _as_container(cfg: Any) -> dict[str, Any]:
 
 
 def build_task(task_cfg: Mapping[str, Any], scale: str) -> tuple[Task, dict[str, Any], list]:
-    """The task of a dataset (with its dataset parameters), its effective parameters and plan."""
+    """The task of a dataset (with its dataset parameters), its effective parameters and plan.
+
+    A scale may override task parameters (``scales.<scale>.params``), e.g. a smaller MANO modulus
+    at ``mini``; the effective parameters are saved with the dataset and score its examples.
+    """
     name = task_cfg.get("name")
-    params = dict(task_cfg.get("params") or {})
     scales = task_cfg.get("scales") or {}
     if scale not in scales:
         raise AniraInputError(f"task {name!r} has no scale {scale!r}; scales: {', '.join(scales)}")
+    params = dict(task_cfg.get("params") or {}) | dict(scales[scale].get("params") or {})
     plan = plan_splits(get_task(name, **params), scales[scale])
     max_size = max(size for _, size, _ in plan)
     extra = get_task(name, **params).dataset_params(max_size)

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
 from anira.cli import anira_main
-from anira.data import SPLITS, Vocabulary, load_split, load_vocab
+from anira.data import SPLITS, Vocabulary, load_split, load_task, load_vocab
 from anira.io import (
     AniraInputError,
     atomic_write_text,
@@ -41,7 +41,7 @@ from anira.io import (
     write_manifest,
 )
 from anira.model import AniraModel, ModelConfig
-from anira.tasks import Example, Task, get_task
+from anira.tasks import Example, Task
 from anira.train import CHECKPOINT
 
 EXTRA_ANSWER_TOKENS = 4  # generation may run this far past the gold answer before it is cut off
@@ -212,7 +212,7 @@ def evaluate(cfg: DictConfig) -> Path:
     frames = {split: load_split(data_dir, split) for split in cfg.splits}
     model, state = load_checkpoint(ckpt_dir, vocab, cfg.get("inference_rule"))
     train_cfg = state["config"]
-    task = get_task(train_cfg["task"]["name"], **train_cfg["task"]["params"])
+    task = load_task(data_dir)  # the dataset's effective parameters score its examples
     device = select_device(cfg.device)
     set_threads(cfg.threads)
     model.to(device)

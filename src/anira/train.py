@@ -54,6 +54,20 @@ def task_scale(cfg: DictConfig) -> DictConfig:
     return scales[cfg.scale.name]
 
 
+def training_config(cfg: DictConfig) -> DictConfig:
+    """The scale's training settings with the task's adjustments at that scale
+    (``task.scales.<scale>.training``): ``steps_factor`` multiplies the scale's steps (so an
+    override of ``scale.train.steps`` still shrinks every task), other keys replace the scale's.
+    Example: MANO's one-token answers need more steps and a lower lr than BREVO at ``mini``."""
+    adjust = dict(task_scale(cfg).get("training") or {})
+    factor = adjust.pop("steps_factor", 1)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
+        raise AniraInputError(f"training.steps_factor must be a positive number, got {factor!r}")
+    merged = OmegaConf.merge(cfg.scale.train, adjust)
+    merged.steps = round(merged.steps * factor)
+    return merged
+
+
 def model_config(cfg: DictConfig, vocab_size: int, max_seq_len: int) -> ModelConfig:
     max_depth = int(task_scale(cfg).max_depth)
     if max_depth < 1:
@@ -160,7 +174,7 @@ def max_sequence_length(data_dir: Path) -> int:
 def train(cfg: DictConfig) -> Path:
     data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    train_cfg = cfg.scale.train
+    train_cfg = training_config(cfg)
     total_steps = int(train_cfg.steps)
     if total_steps < 1:
         raise AniraInputError(f"train.steps must be positive, got {total_steps}")
