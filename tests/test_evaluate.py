@@ -107,10 +107,10 @@ def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
     """A scale with no interp/extrap sizes and a train_only size: empty splits are skipped."""
     sizes = [
         "task.scales.mini.train=[2,3]",
-        "+task.scales.mini.train_only=[1]",
+        "++task.scales.mini.train_only=[1]",
         "task.scales.mini.interp=[]",
         "task.scales.mini.extrap=[]",
-        "+task.scales.mini.curriculum=0.5",
+        "++task.scales.mini.curriculum=0.5",
     ]
     overrides = [*tiny_task("mano"), *sizes]
     generate_cfg = compose_config("generate", [*overrides, "seed=0", "out_dir=unused"])

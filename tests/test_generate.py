@@ -44,7 +44,8 @@ def test_check_group_choices():
 def test_generate_writes_dataset_and_nothing_else(tmp_path):
     result = run_generate(tmp_path, "task=mano", "seed=1", "out_dir=data", *SMALL)
     assert result.returncode == 0, result.stderr
-    assert "test    2:20 3:20 5:20  rejected:" in result.stdout
+    assert "train   1:100 2:100 4:100\n" in result.stdout  # L=1 is train_only at mini
+    assert "test    2:20 4:20  rejected:" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no outputs/, .hydra/, logs
     files = sorted(p.name for p in (tmp_path / "data").iterdir())
     assert files == sorted(
@@ -66,7 +67,7 @@ def test_generate_writes_dataset_and_nothing_else(tmp_path):
         (["task=mano", "task.scales.mini.interp=[5]"], "interp size 5"),
         (["task=brevo", "task.scales.mini.extrap=[4]"], "extrap size 4"),
         (["task=brevo", "task.scales.mini.train=[1,2,6]"], "minimum"),
-        (["task=mano", "task.params.modulus=1"], "modulus"),
+        (["task=mano", "task.scales.mini.params.modulus=1"], "modulus"),
         (["seed=-3"], "seed"),
     ],
 )

@@ -85,7 +85,7 @@ def test_training_writes_checkpoint_metrics_and_manifest(tiny_dataset, tmp_path,
 @pytest.mark.parametrize("curriculum", [0.0, 0.5])
 def test_interrupted_run_resumes_to_identical_weights(tiny_dataset, tmp_path, curriculum):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    extra = [f"+task.scales.mini.curriculum={curriculum}"]
+    extra = [f"++task.scales.mini.curriculum={curriculum}"]
     train(train_cfg(tiny_dataset["brevo"], straight, "online", extra))
     with pytest.raises(SystemExit) as stop:
         train(train_cfg(tiny_dataset["brevo"], resumed, "online", [*extra, "stop_after_steps=5"]))
