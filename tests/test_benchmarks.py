@@ -1,0 +1,46 @@
+"""The router sweep harness end to end on a tiny dataset (the numbers it reports are measured in
+benchmarks/results/; here only that it runs the real apps and reports consistent rows)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.configs import TINY_SCALE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset, tmp_path):
+    out = tmp_path / "sweep.json"
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks/sweep_router.py"),
+        "--routers=online",
+        "--gammas=0.01",
+        "--bases=1,2",
+        "--jobs=2",
+        f"--data-dir={tiny_dataset['brevo']}",
+        f"--out={out}",
+        *TINY_SCALE,
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "[2/2] online" in result.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["prior_base"], r["inference_rule"]) for r in rows] == [
+        (1.0, "median"),
+        (1.0, "mode"),
+        (2.0, "median"),
+        (2.0, "mode"),
+    ]
+    for row in rows:
+        histogram = row["depth_histogram"]
+        assert sum(histogram.values()) == pytest.approx(1.0, abs=1e-3)
+        assert row["modal_share"] == pytest.approx(max(histogram.values()), abs=1e-4)
+        assert set(map(int, histogram)) <= set(range(1, 7))
+        assert all(0.0 <= row[f"accuracy_{s}"] <= 1.0 for s in ("test", "interp", "extrap"))
