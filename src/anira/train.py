@@ -111,16 +111,17 @@ class Curriculum:
     def __init__(self, sizes: np.ndarray, fraction: float, total_steps: int) -> None:
         if not 0.0 <= fraction < 1.0:
             raise AniraInputError(f"curriculum must be a fraction in [0, 1), got {fraction}")
-        self.sizes = sizes
-        self.stages = np.unique(sizes)
-        self.end = int(fraction * total_steps) if len(self.stages) > 1 else 0
+        self.n_examples = len(sizes)
+        stages = np.unique(sizes)
+        self.end = int(fraction * total_steps) if len(stages) > 1 else 0
+        # The examples each stage draws from, built once rather than on every step.
+        self.pools = [np.flatnonzero(sizes <= size) for size in stages]
 
     def batch(self, step: int, batch_size: int, seed: int) -> np.ndarray:
         if step >= self.end:
-            return batch_indices(step, len(self.sizes), batch_size, seed)
-        stage = step * (len(self.stages) - 1) // self.end
-        pool = np.flatnonzero(self.sizes <= self.stages[stage])
-        rng = np.random.default_rng([seed, step, len(self.stages)])
+            return batch_indices(step, self.n_examples, batch_size, seed)
+        pool = self.pools[step * (len(self.pools) - 1) // self.end]
+        rng = np.random.default_rng([seed, step, len(self.pools)])
         return rng.choice(pool, size=min(batch_size, len(pool)), replace=False)
 
 
