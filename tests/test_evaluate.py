@@ -3,13 +3,16 @@ teacher-forced records against the model's own forward pass, and bad checkpoints
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from anira.batches import PaddedSplit
-from anira.data import generate_dataset, load_split, load_vocab
-from anira.evaluate import evaluate, greedy_generate, load_checkpoint
+from anira.data import generate_dataset, load_split, load_task, load_vocab, row_to_example
+from anira.evaluate import evaluate, generated_records, greedy_generate, load_checkpoint
 from anira.io import AniraInputError, verify_manifest
 from anira.train import train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
@@ -124,3 +127,60 @@ def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
     written = sorted(p.name for p in (tmp_path / "eval").glob("*.examples.parquet"))
     assert written == ["test.examples.parquet", "train.examples.parquet"]
     verify_manifest(tmp_path / "eval", ["test.tokens.parquet", "config.yaml"])
+
+
+def random_valid_order(instance, rng):
+    """A uniformly random available node at each step (Kahn's algorithm): another valid order."""
+    parents = {}
+    for p, c in instance["edges"]:
+        parents.setdefault(c, set()).add(p)
+    needed, order = set(instance["answer"]), []
+    while len(order) < len(needed):
+        ready = sorted(u for u in needed - set(order) if parents.get(u, set()) <= set(order))
+        order.append(ready[rng.integers(len(ready))])
+    return order, parents
+
+
+def test_generated_records_follow_the_generated_order(tiny_dataset):
+    """Rows only for correct answers, one per token, with BREVO's frontier recomputed by brute
+    force along the order produced (not the gold one) and the depth that emitted each token."""
+    task = load_task(tiny_dataset["brevo"])
+    frame = load_split(tiny_dataset["brevo"], "extrap")
+    rng = np.random.default_rng(0)
+    generated, depths, correct, expected = [], [], [], {}
+    for record in frame.itertuples():
+        instance = json.loads(record.instance)
+        order, parents = random_valid_order(instance, rng)
+        answer = order + ["<eos>"] if record.Index % 3 else order[::-1] + ["<eos>"]
+        example = row_to_example(frame.iloc[record.Index], task.features)
+        generated.append(answer)
+        depths.append(rng.integers(1, 7, size=len(answer)))
+        correct.append(task.is_correct(example, answer))
+        needed = set(order)
+        expected[record.id] = [
+            sum(1 for u in needed - set(answer[:i]) if parents.get(u, set()) <= set(answer[:i]))
+            for i in range(len(order))
+        ]
+    assert 0 < sum(correct) < len(correct)
+    table = generated_records(task, frame, generated, depths, correct)
+    assert set(table["example_id"]) == {i for i, ok in zip(frame["id"], correct, strict=True) if ok}
+    for i, record in enumerate(frame.itertuples()):
+        if not correct[i]:
+            continue
+        rows = table[table["example_id"] == record.id]
+        assert rows["step"].tolist() == list(range(len(generated[i])))
+        assert rows["token"].tolist() == generated[i]
+        assert rows["executed_depth"].tolist() == depths[i].tolist()
+        assert rows["f_frontier"].tolist()[:-1] == expected[record.id]
+        assert np.isnan(rows["f_frontier"].iloc[-1])
+    assert generated_records(task, frame, generated, depths, [False] * len(frame)).empty
+
+
+def test_generated_records_are_written_for_every_split(trained, tiny_dataset, tmp_path):
+    evaluate(eval_cfg(trained["early"], tiny_dataset["brevo"], tmp_path))
+    for split in ("train", "test", "interp", "extrap"):
+        verify_manifest(tmp_path, [f"{split}.generated.parquet"])
+        table = pd.read_parquet(tmp_path / f"{split}.generated.parquet")
+        assert {"example_id", "step", "executed_depth", "f_frontier", "router"} <= set(
+            table.columns
+        )

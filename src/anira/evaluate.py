@@ -17,6 +17,13 @@ Two views of each example:
 
 ``mean_depth`` is the mean executed depth over the generated answer tokens (what the model spends
 when it solves the example); ``tf_mean_depth`` and ``mean_expected_depth`` are over the gold answer.
+
+A third table, ``<split>.generated.parquet``, follows the **generated** answers the task scores
+correct: one row per token of each such answer (``step`` 0, 1, … after ``<ans>``, ``<eos>``
+included) with the executed depth that emitted it and every task feature recomputed along the
+order the model actually produced (``Task.answer_features``: for BREVO the frontier, newly enabled
+nodes and DFS depth of that order, not of the gold one). Decision-timing analyses run on these
+correctly solved samples, in their own order.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from anira.analysis.records import RECORD_KINDS
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
 from anira.cli import anira_main
 from anira.data import SPLITS, Vocabulary, load_split, load_task, load_vocab
@@ -139,6 +147,42 @@ def greedy_generate(
     return answers, depths
 
 
+GENERATED_COLUMNS = ("example_id", "size", "step", "token", "executed_depth")
+
+
+def generated_records(
+    task: Task,
+    frame: pd.DataFrame,
+    generated: list[list[str]],
+    depths: list[np.ndarray],
+    correct: list[bool],
+) -> pd.DataFrame:
+    """Per token of every correct generated answer: its executed depth and the task's features
+    along the generated order (``f_<feature>``, NaN where undefined)."""
+    columns = [*GENERATED_COLUMNS, *(f"f_{name}" for name in task.features)]
+    parts = []
+    for row, record in enumerate(frame.itertuples(index=False)):
+        if not correct[row]:
+            continue
+        answer = generated[row]
+        features = task.answer_features(json.loads(record.instance), answer)
+        part = {
+            "example_id": record.id,
+            "size": int(record.size),
+            "step": np.arange(len(answer)),
+            "token": np.asarray(answer, dtype=object),
+            "executed_depth": depths[row],
+        }
+        for name in task.features:
+            part[f"f_{name}"] = np.array(
+                [np.nan if v is None else v for v in features[name]], dtype=float
+            )
+        parts.append(pd.DataFrame(part))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+    return pd.concat(parts, ignore_index=True)[columns]
+
+
 def evaluate_split(
     model: AniraModel,
     task: Task,
@@ -147,12 +191,12 @@ def evaluate_split(
     meta: dict,
     batch_size: int,
     device,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     data = PaddedSplit.from_frame(frame)
     tf = teacher_forced(model, data, batch_size, device)
     answers, gen_depths = greedy_generate(model, data, vocab, batch_size, device)
     feature_cols = [c for c in frame.columns if c.startswith("f_")]
-    token_parts, example_rows = [], []
+    token_parts, example_rows, generated_all, correct_all = [], [], [], []
     for row, record in enumerate(frame.itertuples(index=False)):
         n = len(record.tokens)
         mask = np.asarray(record.answer_mask, dtype=bool)
@@ -181,12 +225,14 @@ def evaluate_split(
         token_parts.append(pd.DataFrame(part))
 
         generated = vocab.decode(answers[row])
+        generated_all.append(generated)
+        correct_all.append(bool(task.is_correct(example, generated)))
         answer_positions = mask[1:]
         example_rows.append(
             {
                 "example_id": record.id,
                 "size": int(record.size),
-                "correct": bool(task.is_correct(example, generated)),
+                "correct": correct_all[-1],
                 "tf_correct": bool(correct[answer_positions].fillna(True).all()),
                 "mean_depth": float(gen_depths[row].mean()) if len(gen_depths[row]) else np.nan,
                 "tf_mean_depth": float(tf["depth"][row, 1:n][answer_positions].mean()),
@@ -197,10 +243,11 @@ def evaluate_split(
         )
     tokens = pd.concat(token_parts, ignore_index=True)
     examples = pd.DataFrame(example_rows)
-    for table in (tokens, examples):
+    generated_tokens = generated_records(task, frame, generated_all, gen_depths, correct_all)
+    for table in (tokens, examples, generated_tokens):
         for key, value in meta.items():
             table.insert(0, key, value)
-    return tokens, examples
+    return tokens, examples, generated_tokens
 
 
 def evaluate(cfg: DictConfig) -> Path:
@@ -234,10 +281,11 @@ def evaluate(cfg: DictConfig) -> Path:
             )
             frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
         started = time.perf_counter()
-        tokens, examples = evaluate_split(
+        tables = evaluate_split(
             model, task, vocab, frame, meta | {"split": split}, batch_size, device
         )
-        for kind, table in (("tokens", tokens), ("examples", examples)):
+        examples = tables[1]
+        for kind, table in zip(RECORD_KINDS, tables, strict=True):
             name = f"{split}.{kind}.parquet"
             atomic_write_with(out_dir / name, lambda p, t=table: t.to_parquet(p, index=False))
             written.append(name)

@@ -85,7 +85,9 @@ LOG_DIR = f"{RESULTS}/logs"
 DATA_FILES = [f"{split}.parquet" for split in SPLITS] + ["vocab.json", "manifest.json"]
 CKPT_FILES = ["model.pt", "metrics.jsonl", "config.yaml", "manifest.json"]
 EVAL_FILES = [
-    f"{split}.{kind}.parquet" for split in SPLITS for kind in ("tokens", "examples")
+    f"{split}.{kind}.parquet"
+    for split in SPLITS
+    for kind in ("tokens", "examples", "generated")
 ] + ["manifest.json"]
 
 
@@ -204,7 +206,7 @@ def slurm_env(kind):
 
 
 def eval_records(kind, splits):
-    """The evaluation Parquet files of every model for `kind` (tokens | examples)."""
+    """The evaluation Parquet files of every model for `kind` (tokens | examples | generated)."""
     return [
         path
         for split in splits

@@ -13,6 +13,9 @@ from anira.io import AniraInputError, atomic_write_text, verify_manifest
 
 SPLITS = ("train", "test", "interp", "extrap")
 FEATURE_PREFIX = "f_"
+# tokens: teacher-forced per token; examples: per example; generated: per token of each correct
+# generated answer, features along the generated order (see anira.evaluate)
+RECORD_KINDS = ("tokens", "examples", "generated")
 FLOAT_FORMAT = "%.6g"  # fixed precision: the same records always give the same bytes
 
 
@@ -28,8 +31,8 @@ def load_records(
     is an :class:`AniraInputError`, never a silently wrong table. With ``columns``, only those
     columns are read plus every ``f_<feature>`` column when ``"f_*"`` is listed.
     """
-    if kind not in ("tokens", "examples"):
-        raise AniraInputError(f"unknown record kind {kind!r}: expected tokens or examples")
+    if kind not in RECORD_KINDS:
+        raise AniraInputError(f"unknown record kind {kind!r}: expected one of {RECORD_KINDS}")
     if not eval_dirs:
         raise AniraInputError("no evaluation directories given")
     frames = []
