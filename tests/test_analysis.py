@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from anira.analysis.alignment import (
+    DEPTHS,
     alignment_curves,
     alignment_table,
     bootstrap_weights,
@@ -182,6 +183,79 @@ def test_alignment_estimates_and_counts_match_scipy(eval_dirs):
                     assert low <= rows.loc[method, "estimate"] <= high
     early = table[(table["router"] == "early") & (table["feature"] == "height")]
     assert (early["estimate"] > 0.5).all()  # the synthetic depth tracks height
+
+
+def clustered_tokens(n_examples: int = 50, seed: int = 0) -> pd.DataFrame:
+    """Answer tokens whose feature and depth are nearly constant within an example and correlate
+    only through per-example effects: tokens are far from independent, so an interval that
+    resamples tokens is much narrower than one that resamples examples."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for example in range(n_examples):
+        effect = rng.normal()
+        depth_effect = 0.5 * effect + np.sqrt(0.75) * rng.normal()
+        for _ in range(int(rng.integers(8, 16))):
+            depth = np.clip(np.rint(3.5 + depth_effect + 0.2 * rng.normal()), 1, 6)
+            rows.append(
+                {
+                    "task": "brevo",
+                    "router": "early",
+                    "split": "test",
+                    "seed": 0,
+                    "example_id": f"e{example}",
+                    "is_answer": True,
+                    "executed_depth": int(depth),
+                    "expected_depth": float(3.5 + depth_effect + 0.2 * rng.normal()),
+                    "f_height": float(np.rint(2.0 * effect + 0.3 * rng.normal())),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+STATISTICS = {"spearman": stats.spearmanr, "pearson": stats.pearsonr}
+
+
+def resampled_statistics(tokens: pd.DataFrame, n_boot: int, seed: int, unit: str) -> dict:
+    """(depth kind, method) → the statistic over a plain loop of resamples of whole ``unit``s:
+    draw as many units as there are, with replacement, concatenate all their tokens, call scipy."""
+    rng = np.random.default_rng(seed)
+    members = list(tokens.groupby(unit).indices.values())
+    x = tokens["f_height"].to_numpy()
+    values = {(kind, method): [] for kind in DEPTHS for method in STATISTICS}
+    for _ in range(n_boot):
+        sample = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        for kind, column in DEPTHS.items():
+            y = tokens[column].to_numpy()[sample]
+            for method, statistic in STATISTICS.items():
+                values[(kind, method)].append(statistic(x[sample], y).statistic)
+    return values
+
+
+def test_bootstrap_interval_matches_a_resample_examples_loop():
+    """At each level, the interval equals (within Monte Carlo error) the percentiles of a plain
+    loop that resamples examples and calls scipy; resampling tokens as if they were independent
+    gives a far narrower one, and a 50 % interval is not a 95 % one."""
+    tokens = clustered_tokens()
+    reference = resampled_statistics(tokens, 2000, seed=1, unit="example_id")
+    tokenwise = resampled_statistics(
+        tokens.assign(token_id=np.arange(len(tokens))), 300, seed=2, unit="token_id"
+    )
+    for ci in (0.5, 0.95):
+        table = alignment_table(tokens, n_boot=2000, ci=ci, seed=0).set_index(["depth", "method"])
+        for key, values in reference.items():
+            row = table.loc[key]
+            assert row["ci_level"] == ci
+            expected = np.quantile(values, [(1 - ci) / 2, (1 + ci) / 2])
+            assert [row["ci_low"], row["ci_high"]] == pytest.approx(expected, abs=0.05), key
+            narrow = np.quantile(tokenwise[key], [(1 - ci) / 2, (1 + ci) / 2])
+            assert row["ci_high"] - row["ci_low"] > 2 * (narrow[1] - narrow[0]), key
+
+
+def test_bootstrap_interval_widens_with_the_level():
+    tokens = clustered_tokens()
+    tables = {ci: alignment_table(tokens, n_boot=400, ci=ci, seed=0) for ci in (0.5, 0.8, 0.95)}
+    widths = [(t["ci_high"] - t["ci_low"]).to_numpy() for t in tables.values()]
+    assert (widths[0] < widths[1]).all() and (widths[1] < widths[2]).all()
 
 
 def test_alignment_bootstrap_is_seeded_and_feature_independent(eval_dirs):

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 
+import networkx as nx
 import pytest
 
 from anira.data import (
@@ -20,7 +21,8 @@ from anira.data import (
 )
 from anira.io import AniraInputError
 from anira.tasks import get_task
-from anira.tasks.mano import evaluate_prefix
+from tests.test_brevo import reference_features as brevo_features
+from tests.test_mano import recursive_eval
 
 
 def task_cfg(name: str, **sizes):
@@ -150,6 +152,30 @@ def test_same_seed_gives_identical_files(tmp_path, brevo_dir):
     assert list(a["token_str"].map(list)) == list(b[b["size"] == 7]["token_str"].map(list))
 
 
+def reference_features(name: str, task, tokens: list[str], instance: dict) -> dict:
+    """Every feature of a stored example recomputed from its tokens alone, without the task's code:
+    MANO by recursive evaluation of the expression (the answer must be its value), BREVO with
+    networkx on the edges of the prompt (the answer must be a prerequisite-respecting order of the
+    query's dependency set, query last)."""
+    answer_start = tokens.index("<ans>") + 1
+    n_prompt, answer = answer_start, tokens[answer_start:-1]
+    assert tokens[-1] == "<eos>"
+    if name == "mano":
+        value, depth, ops = recursive_eval(tokens[2 : answer_start - 1], task.modulus)
+        assert answer == [str(value)] and tokens[1] == f"<len_{ops}>"
+        values = {"num_ops": [float(ops)], "tree_depth": [float(depth)]}
+    else:
+        edges = [tuple(tokens[i : i + 2]) for i in range(1, answer_start - 3, 2)]
+        query = tokens[answer_start - 2]
+        assert [list(e) for e in edges] == instance["edges"] and query == instance["query"]
+        graph = nx.DiGraph(edges)
+        assert set(answer) == nx.ancestors(graph, query) | {query} and answer[-1] == query
+        assert len(answer) == len(set(answer))
+        assert all(answer.index(p) < answer.index(c) for p, c in edges if c in answer)
+        values = brevo_features({"edges": edges, "query": query}, answer, task.hub_degree)
+    return {k: [None] * n_prompt + [float(v) for v in values[k]] + [None] for k in task.features}
+
+
 @pytest.mark.parametrize("name", ["brevo", "mano"])
 def test_splits_content_and_disjointness(tmp_path, name):
     out = tmp_path / name
@@ -170,8 +196,7 @@ def test_splits_content_and_disjointness(tmp_path, name):
             assert vocab.decode(row["tokens"]) == tokens
             example = row_to_example(row, task.features)
             assert task.is_correct(example, example.answer_str)
-            for feature in task.features:
-                assert len(row[f"f_{feature}"]) == len(tokens)
+            assert example.features == reference_features(name, task, tokens, example.instance)
             if split != "train":
                 assert tuple(tokens) not in train_keys and tuple(tokens) not in seen_eval
                 seen_eval.add(tuple(tokens))
@@ -248,4 +273,4 @@ def test_scale_overrides_task_parameters(tmp_path):
     assert numbers <= set(range(7)) and len(numbers) == 7
     for row in frame.itertuples():
         expression = list(row.token_str)[2 : list(row.token_str).index("<ans>")]
-        assert int(row.token_str[-2]) == evaluate_prefix(expression, 7)[0]
+        assert int(row.token_str[-2]) == recursive_eval(expression, 7)[0]

@@ -12,8 +12,15 @@ import torch
 
 from anira.batches import PaddedSplit
 from anira.data import generate_dataset, load_split, load_task, load_vocab, row_to_example
-from anira.evaluate import evaluate, generated_records, greedy_generate, load_checkpoint
+from anira.evaluate import (
+    evaluate,
+    evaluate_split,
+    generated_records,
+    greedy_generate,
+    load_checkpoint,
+)
 from anira.io import AniraInputError, verify_manifest
+from anira.model import AniraModel, ModelConfig
 from anira.train import train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
@@ -61,6 +68,123 @@ def test_outputs_follow_the_contract(trained, tiny_dataset, tmp_path):
         assert set(tokens["inference_rule"]) == {"median"}
         assert tokens["executed_depth"].between(1, 6).all()
         assert len(tokens) == sum(len(t) - 1 for t in frame["tokens"])
+
+
+def forward_pass_reference(model, frame, shift: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The teacher-forced records recomputed one example at a time, without padding: the record of
+    token t carries the model's output at position t − 1 + ``shift`` (``shift=1`` is the planted
+    off-by-one, used to prove the comparison can tell them apart). BREVO scores a token by exact
+    match with the gold one."""
+    token_rows, example_rows = [], []
+    with torch.no_grad():
+        for record in frame.itertuples(index=False):
+            tokens = list(record.tokens)
+            out = model(torch.tensor([tokens]))
+            n = len(tokens)
+            source = np.clip(np.arange(n - 1) + shift, 0, n - 1)  # output row of token t = 1..n-1
+            predicted = out.logits[0].argmax(-1).numpy()[source]
+            depth = out.depth[0].numpy()[source]
+            expected = out.expected_depth[0].numpy()[source]
+            answer = np.asarray(record.answer_mask, dtype=bool)[1:]
+            hits = predicted == np.asarray(tokens[1:])
+            for i in range(n - 1):
+                token_rows.append(
+                    {
+                        "example_id": record.id,
+                        "position": i + 1,
+                        "correct": bool(hits[i]) if answer[i] else None,
+                        "executed_depth": int(depth[i]),
+                        "expected_depth": float(expected[i]),
+                    }
+                )
+            example_rows.append(
+                {
+                    "example_id": record.id,
+                    "tf_correct": bool(hits[answer].all()),
+                    "tf_mean_depth": float(depth[answer].mean()),
+                    "mean_expected_depth": float(expected[answer].mean()),
+                }
+            )
+    return pd.DataFrame(token_rows), pd.DataFrame(example_rows)
+
+
+def sorted_records(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return table.sort_values(keys, ignore_index=True)
+
+
+def model_consistent_frame(model, frame: pd.DataFrame, vocab) -> pd.DataFrame:
+    """``frame`` with each gold answer replaced by the model's own greedy answer of the same length,
+    so that many answer tokens are predicted right; every third example has one answer token
+    changed, so that the tokens after it are mostly predicted wrong."""
+    rows = []
+    with torch.no_grad():
+        for i, record in enumerate(frame.itertuples(index=False)):
+            tokens = list(record.tokens)
+            start = tokens.index(vocab.ans_id) + 1
+            for t in range(start, len(tokens)):
+                tokens[t] = int(model(torch.tensor([tokens[:t]])).logits[0, -1].argmax())
+            if i % 3 == 0:
+                middle = (start + len(tokens)) // 2
+                tokens[middle] = 1 + tokens[middle] % (len(vocab) - 1)
+            rows.append(record._asdict() | {"tokens": tokens, "token_str": vocab.decode(tokens)})
+    return pd.DataFrame(rows)
+
+
+def random_model(vocab, router: str, rule: str) -> AniraModel:
+    """An untrained model whose weights are large enough that its predictions and depths vary
+    from token to token (a briefly trained tiny model predicts one token everywhere)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=len(vocab),
+        max_seq_len=64,
+        d_model=32,
+        n_heads=2,
+        router=router,
+        online_rule=rule,
+    )
+    model = AniraModel(cfg)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0.0, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("router", "rule"), [("early", "median"), ("online", "median"), ("online", "mode")]
+)
+def test_teacher_forced_records_equal_the_models_own_forward_pass(tiny_dataset, router, rule):
+    """Token by token: the record of token t holds correctness, executed and expected depth of the
+    model's output at t − 1, as one unpadded forward pass of that example alone gives them."""
+    vocab = load_vocab(tiny_dataset["brevo"])
+    task = load_task(tiny_dataset["brevo"])
+    model = random_model(vocab, router, rule)
+    frame = model_consistent_frame(model, load_split(tiny_dataset["brevo"], "extrap"), vocab)
+    tables = evaluate_split(model, task, vocab, frame, {}, 3, torch.device("cpu"))
+    records = sorted_records(tables[0], ["example_id", "position"])
+    examples = sorted_records(tables[1], ["example_id"])
+    reference, reference_examples = forward_pass_reference(model, frame)
+    reference = sorted_records(reference, ["example_id", "position"])
+    reference_examples = sorted_records(reference_examples, ["example_id"])
+    assert records["example_id"].tolist() == reference["example_id"].tolist()
+    assert records["position"].tolist() == reference["position"].tolist()
+    assert records["executed_depth"].tolist() == reference["executed_depth"].tolist()
+    np.testing.assert_allclose(records["expected_depth"], reference["expected_depth"], atol=1e-5)
+    correct = records["correct"].astype(object).where(records["correct"].notna(), None)
+    assert correct.tolist() == reference["correct"].tolist()
+    assert examples["example_id"].tolist() == reference_examples["example_id"].tolist()
+    assert examples["tf_correct"].tolist() == reference_examples["tf_correct"].tolist()
+    for column in ("tf_mean_depth", "mean_expected_depth"):
+        np.testing.assert_allclose(examples[column], reference_examples[column], atol=1e-5)
+
+    # The data tells the t − 1 pairing from an off-by-one: depths and hits vary along a sequence.
+    shifted = forward_pass_reference(model, frame, shift=1)[0]
+    shifted = sorted_records(shifted, ["example_id", "position"])
+    assert shifted["executed_depth"].tolist() != reference["executed_depth"].tolist()
+    assert not np.allclose(shifted["expected_depth"], reference["expected_depth"], atol=1e-5)
+    assert shifted["correct"].tolist() != reference["correct"].tolist()
+    hits = reference["correct"].dropna()
+    assert 0 < hits.mean() < 1
 
 
 def naive_greedy(model, prompt, eos_id, limit):
