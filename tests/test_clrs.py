@@ -344,6 +344,42 @@ def feature(ex, name: str) -> list:
     return [v for v, a in zip(ex.features[name], ex.answer_mask, strict=True) if a][:-1]
 
 
+def reordered(answer: list[str], align: str) -> list[str]:
+    """The answer's items in reverse order (pairs kept together), ``<eos>`` last."""
+    body = answer[:-1]
+    width = 2 if align == "pair" else 1
+    items = [body[i : i + width] for i in range(0, len(body), width)]
+    return [t for item in reversed(items) for t in item] + answer[-1:]
+
+
+def expected_along(ex, answer: list[str], align: str) -> dict[str, list]:
+    """Features along an emitted answer, by each alignment rule's definition, from the gold
+    example's recorded features: by position (up to the first differing token for "prefix"), or by
+    the item (token / pair) each token belongs to."""
+    gold = ex.answer_str
+    n_prompt = len(ex.token_str) - len(gold)
+    values = {k: v[n_prompt:] for k, v in ex.features.items()}
+    if align in ("position", "prefix"):
+        agree = len(answer)
+        if align == "prefix":
+            agree = next(
+                (i for i, (a, b) in enumerate(zip(answer, gold, strict=False)) if a != b),
+                len(answer),
+            )
+        index = [i if i < min(agree, len(gold)) else None for i in range(len(answer))]
+    else:
+        width = 2 if align == "pair" else 1
+        items = [tuple(gold[i - i % width : i - i % width + width]) for i in range(len(gold) - 1)]
+        index = []
+        for i in range(len(answer)):
+            item = tuple(answer[i - i % width : i - i % width + width])
+            index.append(items.index(item) if item in items and answer[i] != EOS else None)
+    return {
+        k: [v[j] if j is not None and answer[i] != EOS else None for i, j in enumerate(index)]
+        for k, v in values.items()
+    }
+
+
 def random_sizes(task) -> list[int]:
     """N_RANDOM sizes cycling from the task's minimum to 16, every tenth at 24, the last at 64."""
     small = list(range(task.min_size, 17))
@@ -375,8 +411,12 @@ def test_against_independent_reference(name):
             assert all(v is None for v in values[: i + 1]) and values[-1] is None
         assert task.is_correct(ex, ex.answer_str)
         assert not task.is_correct(ex, ex.answer_str[:-1])
-        along_gold = task.answer_features(ex.instance, ex.answer_str)
-        assert along_gold == {k: v[i + 1 :] for k, v in ex.features.items()}
+        # interval-DP trees: along other trees in tests/test_clrs_scoring.py
+        others = [reordered(ex.answer_str, task.align), ex.answer_str[1:]]
+        for answer in [ex.answer_str, *(others if task.align != "tree" else [])]:
+            assert task.answer_features(ex.instance, answer) == expected_along(
+                ex, answer, task.align
+            )
 
 
 @pytest.mark.parametrize("name", CLRS)

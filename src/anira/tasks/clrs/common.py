@@ -19,7 +19,13 @@ mapped onto the emitted tokens by one of three rules (``align``):
 - ``"value"``: a token gets the values recorded for the output item it names (sets of nodes or
   indices, e.g. articulation points), ``None`` when the item is not in the gold output;
 - ``"pair"``: like ``"value"`` for outputs that are lists of pairs (edges): tokens 2k and 2k+1 form
-  one item.
+  one item;
+- ``"prefix"``: like ``"position"``, but only while the emitted answer agrees with the gold one —
+  for tasks whose valid alternatives (another longest common subsequence, another maximum-sum
+  subarray) are not items of the recorded run, so the run's state describes none of their tokens.
+
+Tasks whose valid answers are other structures built from the same recorded tables (optimal trees
+of the interval DPs, rule ``"tree"``) override :meth:`ClrsTask.answer_features` instead.
 """
 
 from __future__ import annotations
@@ -57,6 +63,17 @@ def toks(values: Iterable[int]) -> list[str]:
 
 def pairs_tokens(pairs: Iterable[Sequence[int]]) -> list[str]:
     return [str(int(x)) for pair in pairs for x in pair]
+
+
+def answer_ints(generated: list[str]) -> list[int] | None:
+    """The integers of an answer ending in ``<eos>``; None when it does not end there or a token
+    before it is not an integer."""
+    if generated[-1:] != [EOS]:
+        return None
+    try:
+        return [int(t) for t in generated[:-1]]
+    except ValueError:
+        return None
 
 
 def positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -112,9 +129,15 @@ class ClrsTask(Task):
 
     def answer_features(self, instance: dict[str, Any], answer: list[str]) -> dict[str, Feature]:
         run = self.solve(instance["input"])
-        if self.align == "position":
+        if self.align in ("position", "prefix"):
             keys: list[Any] = list(range(len(answer)))
-            gold = {i: i for i in range(len(run.answer))}
+            agree = len(answer)
+            if self.align == "prefix":
+                agree = next(
+                    (i for i, (a, b) in enumerate(zip(answer, run.answer, strict=False)) if a != b),
+                    min(len(answer), len(run.answer)),
+                )
+            gold = {i: i for i in range(min(agree, len(run.answer)))}
         elif self.align == "value":
             keys = list(answer)
             gold = {}

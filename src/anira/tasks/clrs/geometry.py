@@ -154,7 +154,12 @@ class ConvexHull(ClrsTask):
     """The convex hull of distinct points (Graham scan and Jarvis march merged: same I/O).
 
     Input: ``size`` points ``x y``. Output: the indices of the hull's vertices (corners only, not
-    points inside an edge), counter-clockwise from the lowest point (leftmost on ties).
+    points inside an edge), counter-clockwise from the lowest point (leftmost on ties); all points
+    on one line give the line's two ends. This defines the collinear case, which integer grids make
+    common (most inputs have three collinear points), so the answer is unique. DeepMind's sampler
+    instead resamples inputs until no three points are collinear; that is impossible here for
+    sizes beyond ``2 * coord_range`` (no-three-in-line bound), and the paper's test size 64 on a
+    16 × 16 grid exceeds it.
     ``0 0 3 0 2 1 3 3 0 3 <ans> 0 1 3 4 <eos>`` (point 2 is inside). Features per vertex:
     ``graham_pops`` (stack pops Graham's scan had made when it pushed the vertex; example
     ``0 0 1 1``) and ``jarvis_tests`` (orientation tests Jarvis's march had made when it selected

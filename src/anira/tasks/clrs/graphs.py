@@ -2,7 +2,13 @@
 
 Prompt layout (see :meth:`GraphTask.encode_input`): ``n | u v u v … [| source]``, edges sorted,
 undirected edges listed once with ``u < v``. Nodes are visited in index order and neighbours in
-ascending order, which fixes every tie. ``size`` = the node count ``n``.
+ascending order, which fixes the gold answer. ``size`` = the node count ``n``.
+
+Scoring: where the output is a property of the graph, any answer having it is correct — any
+breadth-first tree (every parent on the previous layer), any topological order, any labelling of
+the same strongly connected components. The depth-first forest is the exception: it is defined by
+its visiting order (CLRS's: vertices and adjacency lists in index order, as in DeepMind's code), so
+it is scored exactly; articulation points and bridges are unique sets.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 
 from anira.tasks import register
 from anira.tasks.base import EOS, Example
-from anira.tasks.clrs.common import GraphTask, Run, adjacency, pairs_tokens, toks
+from anira.tasks.clrs.common import GraphTask, Run, adjacency, answer_ints, pairs_tokens, toks
 
 
 def depth_first_forest(n: int, adj: list[list[int]]) -> dict[str, list[int]]:
@@ -63,7 +69,9 @@ class Bfs(GraphTask):
     """Breadth-first tree of an undirected graph from a source: the parent of every node.
 
     The source and unreachable nodes are their own parents. ``4 | 0 1 0 2 1 2 | 1 <ans> 1 1 1 3
-    <eos>`` (source 1; node 3 is isolated). Features per reached node: ``bfs_layer`` (distance
+    <eos>`` (source 1; node 3 is isolated). The gold tree takes the first discoverer (neighbours in
+    ascending order); any parent on the previous layer is scored correct (features are per node,
+    so they hold for every valid tree). Features per reached node: ``bfs_layer`` (distance
     from the source; example ``1 0 1 -``), ``discovery_order`` (0 for the source, then 1, 2, … in
     discovery order; example ``1 0 2 -``) and ``queue_length`` (nodes waiting in the queue when it
     was discovered; example ``0 0 1 -``); ``-`` = null (unreached).
@@ -92,6 +100,36 @@ class Bfs(GraphTask):
                     queue.append(v)
         features = {"bfs_layer": layer, "discovery_order": order, "queue_length": queue_length}
         return Run(pi, toks(pi), features)
+
+    def is_correct(self, example: Example, generated: list[str]) -> bool:
+        inp = example.instance["input"]
+        n, s = inp["n"], inp["source"]
+        pi = answer_ints(generated)
+        if pi is None or len(pi) != n:
+            return False
+        adj = adjacency(n, inp["edges"], directed=False)
+        layer = hop_layers(adj, s)
+        for v in range(n):
+            if v == s or layer[v] is None:
+                if pi[v] != v:
+                    return False
+            elif pi[v] not in adj[v] or layer[pi[v]] != layer[v] - 1:
+                return False
+        return True
+
+
+def hop_layers(adj: list[list[int]], source: int) -> list[int | None]:
+    """Hop distance of every node from ``source`` (None when unreachable)."""
+    layer: list[int | None] = [None] * len(adj)
+    layer[source] = 0
+    queue = deque([source])
+    while queue:
+        u = queue.popleft()
+        for v in adj[u]:
+            if layer[v] is None:
+                layer[v] = layer[u] + 1
+                queue.append(v)
+    return layer
 
 
 def topological_order(n: int, adj: list[list[int]]) -> tuple[list[int], dict[str, list[int]]]:
@@ -218,7 +256,8 @@ class Bridges(GraphTask):
 @register
 class StronglyConnectedComponents(GraphTask):
     """Strongly connected components (CLRS/Kosaraju): each node's label = its component's smallest
-    node. ``4 | 0 1 1 0 1 2 2 3 3 2 <ans> 0 0 2 2 <eos>``.
+    node. ``4 | 0 1 1 0 1 2 2 3 3 2 <ans> 0 0 2 2 <eos>``. Labelling a component by any of its
+    nodes (``1 1 3 3`` here) is scored correct too (:meth:`is_correct`).
 
     Features per node: ``first_finish`` (finish time in the first DFS, on the graph; example
     ``8 7 6 5``), ``component_order`` (rank of its component among those the second DFS — on the
@@ -252,3 +291,15 @@ class StronglyConnectedComponents(GraphTask):
             "component_size": size,
         }
         return Run(label, toks(label), features)
+
+    def is_correct(self, example: Example, generated: list[str]) -> bool:
+        """Any labelling of the same components by one of their own nodes: DeepMind's code labels
+        a component by the root of its second-pass DFS tree, ours by its smallest node."""
+        gold = example.instance["output"]
+        label = answer_ints(generated)
+        if label is None or len(label) != len(gold):
+            return False
+        same = {(a, b) for a, b in zip(gold, label, strict=True)}
+        return len(same) == len(set(gold)) == len(set(label)) and all(
+            0 <= x < len(gold) and gold[x] == g for g, x in same
+        )

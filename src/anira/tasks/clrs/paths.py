@@ -24,6 +24,7 @@ from anira.tasks.clrs.common import (
     GraphTask,
     Run,
     adjacency,
+    answer_ints,
     pairs_tokens,
     toks,
     weighted_adjacency,
@@ -50,13 +51,6 @@ class DisjointSet:
             return False
         self.parent[max(ru, rv)] = min(ru, rv)
         return True
-
-
-def parse_ints(tokens: list[str]) -> list[int] | None:
-    try:
-        return [int(t) for t in tokens]
-    except ValueError:
-        return None
 
 
 @register
@@ -114,8 +108,8 @@ class MinimumSpanningTree(GraphTask):
         inp = example.instance["input"]
         weight = {(min(u, v), max(u, v)): w for u, v, w in inp["edges"]}
         gold = example.instance["output"]
-        values = parse_ints(generated[:-1])
-        if generated[-1:] != [EOS] or values is None or len(values) != 2 * len(gold):
+        values = answer_ints(generated)
+        if values is None or len(values) != 2 * len(gold):
             return False
         pairs = [(min(values[i : i + 2]), max(values[i : i + 2])) for i in range(0, len(values), 2)]
         forest = DisjointSet(inp["n"])
@@ -125,9 +119,17 @@ class MinimumSpanningTree(GraphTask):
 
 
 def is_shortest_path_tree(
-    pi: list[int], source: int, dist: list[float | None], edges: list[list[int]]
+    pi: list[int],
+    source: int,
+    dist: list[float | None],
+    edges: list[list[int]],
+    unreached_to_source: bool = False,
 ) -> bool:
-    """Whether ``pi`` is a valid predecessor array for the given shortest distances."""
+    """Whether ``pi`` is a valid predecessor array for the given shortest distances.
+
+    An unreachable node is its own predecessor; with ``unreached_to_source``, pointing to the
+    source is accepted too (DeepMind's Floyd–Warshall initialises every predecessor to the row).
+    """
     weight = {(u, v): w for u, v, w in edges}
     if len(pi) != len(dist) or pi[source] != source:
         return False
@@ -135,7 +137,7 @@ def is_shortest_path_tree(
         if v == source:
             continue
         if d is None:
-            if p != v:
+            if p != v and not (unreached_to_source and p == source):
                 return False
         elif (p, v) not in weight or dist[p] is None or dist[p] + weight[(p, v)] != d:
             return False
@@ -151,8 +153,8 @@ class SingleSourceTask(GraphTask):
 
     def is_correct(self, example: Example, generated: list[str]) -> bool:
         inp, out = example.instance["input"], example.instance["output"]
-        pi = parse_ints(generated[:-1])
-        if generated[-1:] != [EOS] or pi is None:
+        pi = answer_ints(generated)
+        if pi is None:
             return False
         return is_shortest_path_tree(pi, inp["source"], out["dist"], inp["edges"])
 
@@ -258,8 +260,10 @@ class DagShortestPaths(SingleSourceTask):
 class FloydWarshall(GraphTask):
     """All-pairs shortest paths (CLRS FLOYD-WARSHALL): the predecessor matrix, rows split by ``|``.
 
-    Row ``i`` holds the predecessor of each ``j`` on a shortest path ``i → j`` (``j`` itself when
-    ``j = i`` or unreachable). ``3 | 0 1 5 0 2 1 2 1 1 <ans> 0 2 0 | 0 1 2 | 0 2 2 <eos>``.
+    Row ``i`` holds the predecessor of each ``j`` on a shortest path ``i → j`` (``i`` when
+    ``j = i``: the empty path, not a shortest cycle; ``j`` itself when unreachable — DeepMind's
+    code leaves ``i`` there, which is scored correct too).
+    ``3 | 0 1 5 0 2 1 2 1 1 <ans> 0 2 0 | 0 1 2 | 0 2 2 <eos>``.
     Features per entry: ``updates`` (times ``D[i][j]`` decreased during the k loop; example row 0:
     ``0 1 0``) and ``last_k`` (1 + the intermediate node ``k`` of its last decrease, 0 when the
     direct edge was already shortest; null when unreachable; example row 0: ``0 3 0``, since the
@@ -318,7 +322,9 @@ class FloydWarshall(GraphTask):
         if len(rows) != n:
             return False
         for i, row in enumerate(rows):
-            pi = parse_ints(row)
-            if pi is None or not is_shortest_path_tree(pi, i, out["dist"][i], inp["edges"]):
+            pi = answer_ints([*row, EOS])
+            if pi is None or not is_shortest_path_tree(
+                pi, i, out["dist"][i], inp["edges"], unreached_to_source=True
+            ):
                 return False
         return True

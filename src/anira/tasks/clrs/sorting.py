@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from anira.tasks import register
-from anira.tasks.base import ANS, EOS
-from anira.tasks.clrs.common import SEP, ClrsTask, Run, nums, positive_int, toks
+from anira.tasks.base import ANS, EOS, Example
+from anira.tasks.clrs.common import SEP, ClrsTask, Run, answer_ints, nums, positive_int, toks
 
 
 class ArrayTask(ClrsTask):
@@ -184,11 +184,14 @@ class Minimum(ArrayTask):
     """The index of the minimum key (the first one on ties): ``5 2 9 2 <ans> 1 <eos>``.
 
     Feature ``updates``: how many times the running minimum was replaced during the scan
-    (example: 1 — the scan starts at 5 and moves once, to index 1).
+    (example: 1 — the scan starts at 5 and moves once, to index 1). Any index of a minimum key
+    (``3`` here) is scored correct; the feature describes the scan's own answer, so it is null on
+    another one.
     """
 
     name = "clrs_minimum"
     features = ("updates",)
+    align = "prefix"
 
     def solve(self, inp: dict[str, Any]) -> Run:
         keys = inp["keys"]
@@ -198,6 +201,16 @@ class Minimum(ArrayTask):
                 best, updates = i, updates + 1
         return Run(best, [str(best)], {"updates": [updates]})
 
+    def is_correct(self, example: Example, generated: list[str]) -> bool:
+        keys = example.instance["input"]["keys"]
+        index = answer_ints(generated)
+        return (
+            index is not None
+            and len(index) == 1
+            and 0 <= index[0] < len(keys)
+            and keys[index[0]] == keys[example.instance["output"]]
+        )
+
 
 @register
 class BinarySearch(ArrayTask):
@@ -206,6 +219,10 @@ class BinarySearch(ArrayTask):
     Layout ``keys | x``: ``2 5 5 9 | 5 <ans> 1 <eos>``. Feature ``probes``: midpoints compared with
     ``x`` before the search interval closed (example: 3 — probes at indices 2, 1, 0).
     Half of the targets are drawn from the keys, half uniformly.
+
+    The answer is the insertion point, so it is ``n`` when ``x`` exceeds every key; DeepMind's
+    ``binary_search`` searches ``0 … n - 1`` and answers ``n - 1`` there. We keep the insertion
+    point (a well-defined answer for every target).
     """
 
     name = "clrs_binary_search"
@@ -236,7 +253,9 @@ class BinarySearch(ArrayTask):
 class Quickselect(ArrayTask):
     """The lower median (the ``(n - 1) // 2``-th smallest key, 0-based): ``5 2 9 2 <ans> 2 <eos>``.
 
-    CLRS RANDOMIZED-SELECT with the deterministic last-element pivot of PARTITION. Features:
+    CLRS RANDOMIZED-SELECT with the deterministic last-element pivot of PARTITION. We ask for the
+    lower median; DeepMind's ``quickselect`` asks for the upper one (index ``n // 2``) — the two
+    coincide for odd ``n``. Features:
     ``partitions`` (PARTITION calls made before the median was found) and ``comparisons`` (key
     comparisons they made). Example: partitions 1, comparisons 3 (pivot 2 lands at index 1 = k).
     """
@@ -271,10 +290,13 @@ class MaxSubarray(ClrsTask):
     ``overwrites`` (how many times the field took a new value) and ``fixed_at`` (the scan index at
     which it took its final value). Example: start — overwrites 2, fixed_at 2 (0 at index 0,
     then 2 after the reset at index 2); end — overwrites 3, fixed_at 4 (0, 2, then 4).
+    Any subarray of maximum sum is scored correct (zeros and cancelling runs make several); the
+    features describe the scan's own fields, so they are null from the first token that differs.
     """
 
     name = "clrs_max_subarray"
     features = ("overwrites", "fixed_at")
+    align = "prefix"
 
     def __init__(self, max_value: int = 10) -> None:
         self.max_value = positive_int("max_value", max_value, 2)
@@ -311,3 +333,11 @@ class MaxSubarray(ClrsTask):
             "fixed_at": [fixed_at["start"], fixed_at["end"]],
         }
         return Run(out, toks(out), features)
+
+    def is_correct(self, example: Example, generated: list[str]) -> bool:
+        keys = example.instance["input"]["keys"]
+        span = answer_ints(generated)
+        if span is None or len(span) != 2 or not 0 <= span[0] <= span[1] < len(keys):
+            return False
+        start, end = example.instance["output"]
+        return sum(keys[span[0] : span[1] + 1]) == sum(keys[start : end + 1])

@@ -59,7 +59,9 @@ class StringMatcher(ClrsTask):
 
     Input ``text | pattern`` over the first ``alphabet_size`` letters; ``size`` = the text length,
     the pattern has ``max(1, size // 4)`` letters and is planted once at a random shift (more
-    occurrences happen by chance). ``a b a b a | a b a <ans> 0 2 <eos>``. Features per shift:
+    occurrences happen by chance). Every shift is listed; DeepMind's matchers return the first one
+    only — we keep all (the textbook matchers report every shift).
+    ``a b a b a | a b a <ans> 0 2 <eos>``. Features per shift:
     ``naive_comparisons`` and ``kmp_comparisons`` — character comparisons each matcher had made
     when it reported the shift (KMP's include the 2 of its prefix function here; the ``while`` test
     and the ``if`` after it each count, as in CLRS's pseudocode); example ``3 7`` and ``7 11``.
