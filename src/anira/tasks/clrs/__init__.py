@@ -33,17 +33,19 @@ Vocabulary: number tokens ``"0" "1" …`` (node ids, indices, keys, weights, coo
 the task's parameters and the largest size), letters for strings, ``|`` between prompt sections,
 plus ``<ans>`` and ``<eos>``. Departures from DeepMind's CLRS, all ours: graphs are sparse
 (``mean_degree`` neighbours on average, not dense Erdős–Rényi) so that edge-list prompts stay
-linear in ``n``; outputs are the natural text answer (a list, an order, a predecessor array)
-rather than node masks. The gold answer breaks ties by index everywhere; where several answers
-are valid, ``is_correct`` accepts any of them: breadth-first trees (any parent on the previous
-layer), topological orders, strongly connected component labels (any member names its component),
-minimum spanning trees, shortest-path trees (Floyd–Warshall: an unreachable pair's predecessor is
-``j`` or ``i``), optimal matrix-chain and search trees (equal-cost splits), maximum activity sets
-and optimal task schedules, longest common subsequences, maximum-sum subarrays and indices of the
-minimum. Conventions kept where DeepMind's code differs: the depth-first forest visits nodes and
-neighbours in index order and is scored exactly; task scheduling is the textbook (optimal) greedy;
-quickselect asks for the lower median; binary search answers the insertion point, ``n`` when the
-target exceeds every key; string matching lists every shift; the convex hull lists corners only.
+linear in ``n``; outputs are the natural text answer (a list, an order, a predecessor array) rather
+than node masks (``format: clrs_text`` selects DeepMind's CLRS-Text layout instead, see
+:mod:`anira.tasks.clrs.text`). The gold answer breaks ties by index everywhere; where several
+answers are valid, ``is_correct`` accepts any of them: breadth-first trees (any parent on the
+previous layer), topological orders, strongly connected component labels (any member names its
+component), minimum spanning trees, shortest-path trees (Floyd–Warshall: an unreachable pair's
+predecessor is ``j`` or ``i``), optimal matrix-chain and search trees (equal-cost splits), maximum
+activity sets and optimal task schedules, longest common subsequences, maximum-sum subarrays and
+indices of the minimum. Conventions kept where DeepMind's code differs: the depth-first forest
+visits nodes and neighbours in index order and is scored exactly; task scheduling is the textbook
+(optimal) greedy; quickselect asks for the lower median; binary search answers the insertion point,
+``n`` when the target exceeds every key; string matching lists every shift; the convex hull lists
+corners only.
 """
 
 from anira.tasks.clrs import dynamic, geometry, graphs, greedy, paths, sorting, strings  # noqa: F401

@@ -38,8 +38,8 @@ import numpy as np
 
 from anira.io import AniraInputError
 from anira.tasks.base import ANS, EOS, Example, Task
-
-SEP = "|"  # separates sections of a prompt (and rows of a matrix answer)
+from anira.tasks.clrs import text
+from anira.tasks.clrs.text import SEP
 
 Feature = list[float | None]
 
@@ -91,9 +91,23 @@ def alphabet(size: Any) -> list[str]:
 
 
 class ClrsTask(Task):
-    """Base of the CLRS-Text tasks (see the module docstring for the three functions)."""
+    """Base of the CLRS-Text tasks (see the module docstring for the three functions).
+
+    ``format`` picks the layout: ``"compact"`` (each task's docstring) or ``"clrs_text"``
+    (DeepMind's, :mod:`anira.tasks.clrs.text`); scoring and features go through the compact
+    answer either way.
+    """
 
     align: ClassVar[str] = "position"
+    # CLRS-Text layout: DeepMind's algorithm name, input field names, output field names, how
+    # the answer is written (text.ANSWER_KINDS)
+    text_name: ClassVar[str]
+    text_inputs: ClassVar[tuple[str, ...]]
+    text_outputs: ClassVar[tuple[str, ...]]
+    text_answer: ClassVar[str] = "array"
+
+    def __init__(self, format: str = "compact") -> None:
+        self.layout = text.check_layout(format)
 
     @abc.abstractmethod
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -101,11 +115,57 @@ class ClrsTask(Task):
 
     @abc.abstractmethod
     def encode_input(self, inp: dict[str, Any]) -> list[str]:
-        """The prompt tokens (everything before ``<ans>``)."""
+        """The prompt tokens (everything before ``<ans>``) of the compact layout."""
+
+    @abc.abstractmethod
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        """The CLRS-Text tokens of each input field (``text_inputs``), in order."""
+
+    @abc.abstractmethod
+    def compact_vocab(self, max_size: int) -> list[str]:
+        """Every token of the compact layout for sizes up to ``max_size``."""
 
     @abc.abstractmethod
     def solve(self, inp: dict[str, Any]) -> Run:
         """Run the algorithm, recording the features of every answer token as it goes."""
+
+    def vocab_tokens(self, max_size: int) -> list[str]:
+        tokens = self.compact_vocab(max_size)
+        if self.layout == "clrs_text":
+            names = [f"{self.text_name}:", *(f"{f}:" for f in self.text_inputs)]
+            names += text.header(self.text_outputs)
+            tokens += [t for t in [*text.PUNCTUATION, "0", "1", *names] if t not in tokens]
+        return tokens
+
+    def prompt(self, inp: dict[str, Any]) -> list[str]:
+        if self.layout == "compact":
+            return self.encode_input(inp)
+        named = list(zip(self.text_inputs, self.text_values(inp), strict=True))
+        return [f"{self.text_name}:", *text.fields(named), *text.header(self.text_outputs)]
+
+    def mask_count(self, inp: dict[str, Any]) -> int:
+        """How many items a mask answer covers (text_answer "mask" only)."""
+        raise AssertionError(f"{self.name} has no mask answer")
+
+    def mask_order(self, inp: dict[str, Any], items: list[int]) -> list[int]:
+        """The selected items of a mask in the compact answer's order."""
+        return sorted(items)
+
+    def write(self, inp: dict[str, Any], compact: list[str]) -> tuple[list[str], list[int | None]]:
+        """The answer tokens in this task's layout, and the compact token each one writes."""
+        if self.layout == "compact":
+            return list(compact), list(range(len(compact)))
+        count = self.mask_count(inp) if self.text_answer == "mask" else 0
+        return text.write_answer(self.text_answer, compact, count)
+
+    def read(self, inp: dict[str, Any], answer: list[str]) -> list[str] | None:
+        """The compact answer an answer in this task's layout writes (None when malformed)."""
+        if self.layout == "compact":
+            return list(answer)
+        count = self.mask_count(inp) if self.text_answer == "mask" else 0
+        return text.read_answer(
+            self.text_answer, answer, count, lambda items: self.mask_order(inp, items)
+        )
 
     def sample(self, size: int, rng: np.random.Generator) -> Example:
         self.check_size(size)
@@ -114,20 +174,49 @@ class ClrsTask(Task):
     def make_example(self, inp: dict[str, Any], size: int) -> Example:
         run = self.solve(inp)
         assert set(run.features) == set(self.features), f"{self.name}: features {run.features}"
-        prompt = [*self.encode_input(inp), ANS]
-        n_prompt, n_answer = len(prompt), len(run.answer)
+        prompt = [*self.prompt(inp), ANS]
+        answer, origin = self.write(inp, run.answer)
+        n_prompt, n_answer = len(prompt), len(answer)
         features = {
-            name: [None] * n_prompt + list(run.features[name]) + [None] for name in self.features
+            name: [None] * n_prompt
+            + [None if o is None else run.features[name][o] for o in origin]
+            + [None]
+            for name in self.features
         }
         return Example(
-            token_str=prompt + run.answer + [EOS],
+            token_str=prompt + answer + [EOS],
             answer_mask=[False] * n_prompt + [True] * (n_answer + 1),
             size=size,
             features=features,
             instance={"input": inp, "output": run.output},
         )
 
+    def is_correct(self, example: Example, generated: list[str]) -> bool:
+        if generated[-1:] != [EOS]:
+            return False
+        compact = self.read(example.instance["input"], generated[:-1])
+        return compact is not None and self.valid_answer(example.instance, [*compact, EOS])
+
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        """Whether a compact answer (``<eos>`` included) is right; by default, the gold one."""
+        return generated == [*self.solve(instance["input"]).answer, EOS]
+
     def answer_features(self, instance: dict[str, Any], answer: list[str]) -> dict[str, Feature]:
+        inp = instance["input"]
+        ended = answer[-1:] == [EOS]
+        body = answer[:-1] if ended else answer
+        compact = self.read(inp, body)  # a readable answer is written exactly as ``write`` does
+        if compact is None:
+            return {name: [None] * len(answer) for name in self.features}
+        origin = self.write(inp, compact)[1]
+        along = self.compact_features(instance, compact)
+        return {
+            name: [None if o is None else values[o] for o in origin] + [None] * ended
+            for name, values in along.items()
+        }
+
+    def compact_features(self, instance: dict[str, Any], answer: list[str]) -> dict[str, Feature]:
+        """Features along a compact answer (without ``<eos>``), by the ``align`` rule."""
         run = self.solve(instance["input"])
         if self.align in ("position", "prefix"):
             keys: list[Any] = list(range(len(answer)))
@@ -245,13 +334,19 @@ class GraphTask(ClrsTask):
     has_source: ClassVar[bool] = False
     symbols: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, mean_degree: float = 2.0, max_weight: int = 10) -> None:
+    text_inputs: ClassVar[tuple[str, ...]] = ("A",)  # ("s", "A") with a source
+    text_outputs: ClassVar[tuple[str, ...]] = ("pi",)
+
+    def __init__(
+        self, mean_degree: float = 2.0, max_weight: int = 10, format: str = "compact"
+    ) -> None:
+        super().__init__(format)
         if not mean_degree > 0:
             raise AniraInputError(f"parameter mean_degree={mean_degree!r} must be > 0")
         self.mean_degree = float(mean_degree)
         self.max_weight = positive_int("max_weight", max_weight, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def compact_vocab(self, max_size: int) -> list[str]:
         top = max(max_size + 1, self.max_weight if self.weighted else 0)
         return [ANS, EOS, SEP, *self.symbols, *nums(top)]
 
@@ -270,6 +365,17 @@ class GraphTask(ClrsTask):
         if self.has_source:
             inp["source"] = int(rng.integers(size))
         return inp
+
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        """The source, then the dense adjacency matrix (edge weights, 1 when unweighted)."""
+        n = inp["n"]
+        dense = [[0] * n for _ in range(n)]
+        for u, v, *w in inp["edges"]:
+            dense[u][v] = w[0] if w else 1
+            if not self.directed:
+                dense[v][u] = dense[u][v]
+        source = [[str(inp["source"])]] if self.has_source else []
+        return [*source, text.matrix(dense)]
 
     def encode_input(self, inp: dict[str, Any]) -> list[str]:
         """``n | u v [w] u v [w] … [| source]``, edges sorted (``n``: isolated nodes exist)."""

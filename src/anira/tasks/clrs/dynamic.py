@@ -23,7 +23,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from anira.tasks import register
-from anira.tasks.base import ANS, EOS, Example
+from anira.tasks.base import ANS, EOS
+from anira.tasks.clrs import text
 from anira.tasks.clrs.common import (
     SEP,
     ClrsTask,
@@ -131,15 +132,15 @@ class IntervalTask(ClrsTask):
             {self.output_key: out, "cost": dp.cost}, toks(out), self.node_features(dp, nodes)
         )
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        inp = example.instance["input"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        inp = instance["input"]
         values = answer_ints(generated)
         if values is None:
             return False
         nodes, complete = self.parse(inp, values)
-        return complete and self.tree_cost(inp, nodes) == example.instance["output"]["cost"]
+        return complete and self.tree_cost(inp, nodes) == instance["output"]["cost"]
 
-    def answer_features(self, instance: dict[str, Any], answer: list[str]) -> dict[str, Feature]:
+    def compact_features(self, instance: dict[str, Any], answer: list[str]) -> dict[str, Feature]:
         inp = instance["input"]
         values: list[int] = []
         for tok in answer:
@@ -168,10 +169,18 @@ class MatrixChainOrder(IntervalTask):
     min_span = 2
     output_key = "splits"
 
-    def __init__(self, max_dim: int = 10) -> None:
+    text_name = "matrix_chain_order"
+    text_inputs = ("p",)
+    text_outputs = ("s",)
+
+    def __init__(self, max_dim: int = 10, format: str = "compact") -> None:
+        super().__init__(format)
         self.max_dim = positive_int("max_dim", max_dim, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        return [text.array(inp["dims"])]
+
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, *nums(max(self.max_dim, max_size))]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -226,10 +235,18 @@ class OptimalBst(IntervalTask):
     min_span = 1
     output_key = "preorder"
 
-    def __init__(self, max_weight: int = 10) -> None:
+    text_name = "optimal_bst"
+    text_inputs = ("p", "q")
+    text_outputs = ("root",)
+
+    def __init__(self, max_weight: int = 10, format: str = "compact") -> None:
+        super().__init__(format)
         self.max_weight = positive_int("max_weight", max_weight, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        return [text.array(inp["p"]), text.array(inp["q"])]
+
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, SEP, *nums(max(self.max_weight, max_size + 1))]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -299,10 +316,19 @@ class LcsLength(ClrsTask):
     features = ("fill_step", "traceback_step", "skips")
     align = "prefix"
 
-    def __init__(self, alphabet_size: int = 4) -> None:
+    text_name = "lcs_length"
+    text_inputs = ("string", "key")
+    text_outputs = ("b",)
+
+    def __init__(self, alphabet_size: int = 4, format: str = "compact") -> None:
+        super().__init__(format)
         self.letters = alphabet(alphabet_size)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        x, y = inp["x"], inp["y"]
+        return [text.array([0] * len(x) + [1] * len(y)), text.array([*x, *y])]
+
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, SEP, *self.letters]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -346,9 +372,9 @@ class LcsLength(ClrsTask):
             values.reverse()
         return Run(out, out, features)
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        inp = example.instance["input"]
-        if generated[-1:] != [EOS] or len(generated) - 1 != len(example.instance["output"]):
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        inp = instance["input"]
+        if generated[-1:] != [EOS] or len(generated) - 1 != len(instance["output"]):
             return False
         return all(is_subsequence(generated[:-1], inp[s]) for s in ("x", "y"))
 

@@ -14,6 +14,7 @@ import numpy as np
 from anira.io import AniraInputError
 from anira.tasks import register
 from anira.tasks.base import ANS, EOS
+from anira.tasks.clrs import text
 from anira.tasks.clrs.common import SEP, ClrsTask, Run, nums, pairs_tokens, positive_int, toks
 
 Point = tuple[int, int]
@@ -62,10 +63,21 @@ class SegmentsIntersect(ClrsTask):
     name = "clrs_segments_intersect"
     features = ("tests", "on_segment_checks")
 
-    def __init__(self, coord_range: int = 10) -> None:
+    text_name = "segments_intersect"
+    text_inputs = ("x", "y")
+    text_outputs = ("intersect",)
+
+    def __init__(self, coord_range: int = 10, format: str = "compact") -> None:
+        super().__init__(format)
         self.coord_range = positive_int("coord_range", coord_range, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        """All segment endpoints' x, then y (pair k: entries 4k … 4k + 3)."""
+        return [
+            text.array([row[i] for row in inp["pairs"] for i in range(a, 8, 2)]) for a in (0, 1)
+        ]
+
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, SEP, *nums(self.coord_range)]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -171,8 +183,25 @@ class ConvexHull(ClrsTask):
     min_size = 3
     align = "value"
 
-    def __init__(self, coord_range: int = 16) -> None:
+    text_name = "graham_scan"
+    text_inputs = ("x", "y")
+    text_outputs = ("in_hull",)
+    text_answer = "mask"
+
+    def __init__(self, coord_range: int = 16, format: str = "compact") -> None:
+        super().__init__(format)
         self.coord_range = positive_int("coord_range", coord_range, 2)
+
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        return [text.array([p[a] for p in inp["points"]]) for a in (0, 1)]
+
+    def mask_count(self, inp: dict[str, Any]) -> int:
+        return len(inp["points"])
+
+    def mask_order(self, inp: dict[str, Any], items: list[int]) -> list[int]:
+        """The hull's own order for its vertices (any other set is wrong anyway)."""
+        rank = {v: r for r, v in enumerate(self.solve(inp).output)}
+        return sorted(items, key=lambda i: (rank.get(i, len(rank)), i))
 
     def check_size(self, size: int) -> None:
         super().check_size(size)
@@ -182,7 +211,7 @@ class ConvexHull(ClrsTask):
                 f"of coord_range {self.coord_range}"
             )
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, *nums(max(self.coord_range, max_size))]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Any
 
 from anira.tasks import register
-from anira.tasks.base import EOS, Example
+from anira.tasks.base import EOS
 from anira.tasks.clrs.common import GraphTask, Run, adjacency, answer_ints, pairs_tokens, toks
 
 
@@ -54,6 +54,7 @@ class Dfs(GraphTask):
     """
 
     name = "clrs_dfs"
+    text_name = "dfs"
     features = ("discovery_time", "dfs_depth")
     directed = True
 
@@ -78,6 +79,8 @@ class Bfs(GraphTask):
     """
 
     name = "clrs_bfs"
+    text_name = "bfs"
+    text_inputs = ("s", "A")
     features = ("bfs_layer", "discovery_order", "queue_length")
     has_source = True
 
@@ -101,8 +104,8 @@ class Bfs(GraphTask):
         features = {"bfs_layer": layer, "discovery_order": order, "queue_length": queue_length}
         return Run(pi, toks(pi), features)
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        inp = example.instance["input"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        inp = instance["input"]
         n, s = inp["n"], inp["source"]
         pi = answer_ints(generated)
         if pi is None or len(pi) != n:
@@ -149,6 +152,8 @@ class TopologicalSort(GraphTask):
     """
 
     name = "clrs_topological_sort"
+    text_name = "topological_sort"
+    text_outputs = ("topo",)
     features = ("finish_time", "dfs_depth")
     directed = True
     dag = True
@@ -163,12 +168,12 @@ class TopologicalSort(GraphTask):
         }
         return Run(order, toks(order), features)
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        n = example.instance["input"]["n"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        n = instance["input"]["n"]
         if generated[-1:] != [EOS] or sorted(generated[:-1]) != sorted(toks(range(n))):
             return False
         position = {int(t): i for i, t in enumerate(generated[:-1])}
-        return all(position[u] < position[v] for u, v in example.instance["input"]["edges"])
+        return all(position[u] < position[v] for u, v in instance["input"]["edges"])
 
 
 def lowpoint_dfs(n: int, adj: list[list[int]]) -> dict[str, Any]:
@@ -220,6 +225,9 @@ class ArticulationPoints(GraphTask):
     """
 
     name = "clrs_articulation_points"
+    text_name = "articulation_points"
+    text_outputs = ("is_cut",)
+    text_answer = "mask"
     features = ("marked_at", "discovery_time", "dfs_depth")
     align = "value"
 
@@ -228,6 +236,9 @@ class ArticulationPoints(GraphTask):
         out = sorted(points)
         features = {name: [points[u][i] for u in out] for i, name in enumerate(self.features)}
         return Run(out, toks(out), features)
+
+    def mask_count(self, inp: dict[str, Any]) -> int:
+        return inp["n"]
 
 
 @register
@@ -240,6 +251,8 @@ class Bridges(GraphTask):
     """
 
     name = "clrs_bridges"
+    text_name = "bridges"
+    text_outputs = ("is_bridge",)
     features = ("marked_at", "subtree_size")
     align = "pair"
 
@@ -266,6 +279,8 @@ class StronglyConnectedComponents(GraphTask):
     """
 
     name = "clrs_scc"
+    text_name = "strongly_connected_components"
+    text_outputs = ("scc_id",)
     features = ("first_finish", "component_order", "component_size")
     directed = True
 
@@ -292,10 +307,10 @@ class StronglyConnectedComponents(GraphTask):
         }
         return Run(label, toks(label), features)
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
         """Any labelling of the same components by one of their own nodes: DeepMind's code labels
         a component by the root of its second-pass DFS tree, ours by its smallest node."""
-        gold = example.instance["output"]
+        gold = instance["output"]
         label = answer_ints(generated)
         if label is None or len(label) != len(gold):
             return False

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from anira.tasks import register
-from anira.tasks.base import ANS, EOS, Example
+from anira.tasks.base import ANS, EOS
+from anira.tasks.clrs import text
 from anira.tasks.clrs.common import (
     ClrsTask,
     Run,
@@ -65,8 +66,20 @@ class GreedyTask(ClrsTask):
     def offer_order(self, inp: dict[str, Any], count: int) -> list[int]:
         return sorted(range(count), key=lambda i: self.offer_key(inp, i))
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        inp, gold = example.instance["input"], example.instance["output"]
+    text_answer = "mask"
+    text_outputs = ("selected",)
+
+    def mask_count(self, inp: dict[str, Any]) -> int:
+        return len(inp[self.items])
+
+    def mask_order(self, inp: dict[str, Any], items: list[int]) -> list[int]:
+        return sorted(items, key=lambda i: self.offer_key(inp, i))
+
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        return [text.array(column) for column in zip(*inp[self.items], strict=True)]
+
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        inp, gold = instance["input"], instance["output"]
         chosen = answer_ints(generated)
         count = len(inp[self.items])
         if chosen is None or len(set(chosen)) < len(chosen):
@@ -94,10 +107,14 @@ class ActivitySelector(GreedyTask):
     features = ("scan_step", "rejected_before")
     items = "activities"
 
-    def __init__(self, max_time: int = 20) -> None:
+    text_name = "activity_selector"
+    text_inputs = ("s", "f")
+
+    def __init__(self, max_time: int = 20, format: str = "compact") -> None:
+        super().__init__(format)
         self.max_time = positive_int("max_time", max_time, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, *nums(max(self.max_time + 1, max_size))]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -155,10 +172,14 @@ class TaskScheduling(GreedyTask):
     features = ("scan_step", "rejected_before", "free_slots")
     items = "tasks"
 
-    def __init__(self, max_penalty: int = 10) -> None:
+    text_name = "task_scheduling"
+    text_inputs = ("d", "w")
+
+    def __init__(self, max_penalty: int = 10, format: str = "compact") -> None:
+        super().__init__(format)
         self.max_penalty = positive_int("max_penalty", max_penalty, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, *nums(max(self.max_penalty, max_size + 1))]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from anira.tasks import register
-from anira.tasks.base import EOS, Example
+from anira.tasks.base import EOS
 from anira.tasks.clrs.common import (
     SEP,
     GraphTask,
@@ -66,6 +66,8 @@ class MinimumSpanningTree(GraphTask):
     """
 
     name = "clrs_mst"
+    text_name = "mst_kruskal"
+    text_outputs = ("in_mst",)
     features = ("kruskal_examined", "prim_step")
     weighted = True
     connected = True
@@ -104,10 +106,10 @@ class MinimumSpanningTree(GraphTask):
         }
         return Run([list(e) for e in out], pairs_tokens(out), features)
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        inp = example.instance["input"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        inp = instance["input"]
         weight = {(min(u, v), max(u, v)): w for u, v, w in inp["edges"]}
-        gold = example.instance["output"]
+        gold = instance["output"]
         values = answer_ints(generated)
         if values is None or len(values) != 2 * len(gold):
             return False
@@ -150,9 +152,10 @@ class SingleSourceTask(GraphTask):
     directed = True
     weighted = True
     has_source = True
+    text_inputs = ("s", "A")
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        inp, out = example.instance["input"], example.instance["output"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        inp, out = instance["input"], instance["output"]
         pi = answer_ints(generated)
         if pi is None:
             return False
@@ -176,6 +179,7 @@ class ShortestPaths(SingleSourceTask):
     """
 
     name = "clrs_shortest_paths"
+    text_name = "bellman_ford"
     features = ("dijkstra_relaxations", "extract_order", "bellman_ford_round")
 
     def solve(self, inp: dict[str, Any]) -> Run:
@@ -227,6 +231,7 @@ class DagShortestPaths(SingleSourceTask):
     """
 
     name = "clrs_dag_shortest_paths"
+    text_name = "dag_shortest_paths"
     features = ("relaxations", "topo_position")
     dag = True
 
@@ -272,6 +277,9 @@ class FloydWarshall(GraphTask):
     """
 
     name = "clrs_floyd_warshall"
+    text_name = "floyd_warshall"
+    text_outputs = ("Pi",)
+    text_answer = "matrix"
     features = ("updates", "last_k")
     directed = True
     weighted = True
@@ -308,8 +316,8 @@ class FloydWarshall(GraphTask):
         output = {"pi": pi, "dist": [finite(row) for row in dist]}
         return Run(output, answer, feats)
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        inp, out = example.instance["input"], example.instance["output"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        inp, out = instance["input"], instance["output"]
         n = inp["n"]
         if generated[-1:] != [EOS]:
             return False

@@ -7,22 +7,30 @@ length.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from anira.tasks import register
-from anira.tasks.base import ANS, EOS, Example
+from anira.tasks.base import ANS, EOS
+from anira.tasks.clrs import text
 from anira.tasks.clrs.common import SEP, ClrsTask, Run, answer_ints, nums, positive_int, toks
 
 
 class ArrayTask(ClrsTask):
     """A task whose input is ``size`` keys in ``0 … max_value - 1``."""
 
-    def __init__(self, max_value: int = 100) -> None:
+    text_inputs: ClassVar[tuple[str, ...]] = ("key",)
+    text_answer = "bare"
+
+    def __init__(self, max_value: int = 100, format: str = "compact") -> None:
+        super().__init__(format)
         self.max_value = positive_int("max_value", max_value, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        return [text.array(inp["keys"])]
+
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, SEP, *nums(max(self.max_value, max_size + 1))]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -154,6 +162,9 @@ class Sort(ArrayTask):
     """
 
     name = "clrs_sort"
+    text_name = "insertion_sort"
+    text_outputs = ("pred",)
+    text_answer = "array"
     features = (
         "insertion_comparisons",
         "bubble_pass",
@@ -190,6 +201,8 @@ class Minimum(ArrayTask):
     """
 
     name = "clrs_minimum"
+    text_name = "minimum"
+    text_outputs = ("min",)
     features = ("updates",)
     align = "prefix"
 
@@ -201,14 +214,14 @@ class Minimum(ArrayTask):
                 best, updates = i, updates + 1
         return Run(best, [str(best)], {"updates": [updates]})
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        keys = example.instance["input"]["keys"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        keys = instance["input"]["keys"]
         index = answer_ints(generated)
         return (
             index is not None
             and len(index) == 1
             and 0 <= index[0] < len(keys)
-            and keys[index[0]] == keys[example.instance["output"]]
+            and keys[index[0]] == keys[instance["output"]]
         )
 
 
@@ -226,6 +239,9 @@ class BinarySearch(ArrayTask):
     """
 
     name = "clrs_binary_search"
+    text_name = "binary_search"
+    text_inputs = ("key", "target")
+    text_outputs = ("return",)
     features = ("probes",)
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -235,6 +251,9 @@ class BinarySearch(ArrayTask):
 
     def encode_input(self, inp: dict[str, Any]) -> list[str]:
         return [*toks(inp["keys"]), SEP, str(inp["target"])]
+
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        return [text.array(inp["keys"]), [str(inp["target"])]]
 
     def solve(self, inp: dict[str, Any]) -> Run:
         keys, x = inp["keys"], inp["target"]
@@ -261,6 +280,8 @@ class Quickselect(ArrayTask):
     """
 
     name = "clrs_quickselect"
+    text_name = "quickselect"
+    text_outputs = ("median",)
     features = ("partitions", "comparisons")
 
     def solve(self, inp: dict[str, Any]) -> Run:
@@ -298,10 +319,19 @@ class MaxSubarray(ClrsTask):
     features = ("overwrites", "fixed_at")
     align = "prefix"
 
-    def __init__(self, max_value: int = 10) -> None:
+    text_name = "find_maximum_subarray_kadane"
+    text_inputs = ("key",)
+    text_outputs = ("start", "end")
+    text_answer = "fields"
+
+    def __init__(self, max_value: int = 10, format: str = "compact") -> None:
+        super().__init__(format)
         self.max_value = positive_int("max_value", max_value, 2)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        return [text.array(inp["keys"])]
+
+    def compact_vocab(self, max_size: int) -> list[str]:
         values = [str(v) for v in range(-self.max_value + 1, 0)]
         return [ANS, EOS, *values, *nums(max(self.max_value, max_size))]
 
@@ -334,10 +364,10 @@ class MaxSubarray(ClrsTask):
         }
         return Run(out, toks(out), features)
 
-    def is_correct(self, example: Example, generated: list[str]) -> bool:
-        keys = example.instance["input"]["keys"]
+    def valid_answer(self, instance: dict[str, Any], generated: list[str]) -> bool:
+        keys = instance["input"]["keys"]
         span = answer_ints(generated)
         if span is None or len(span) != 2 or not 0 <= span[0] <= span[1] < len(keys):
             return False
-        start, end = example.instance["output"]
+        start, end = instance["output"]
         return sum(keys[span[0] : span[1] + 1]) == sum(keys[start : end + 1])

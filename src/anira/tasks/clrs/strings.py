@@ -8,6 +8,7 @@ import numpy as np
 
 from anira.tasks import register
 from anira.tasks.base import ANS, EOS
+from anira.tasks.clrs import text
 from anira.tasks.clrs.common import SEP, ClrsTask, Run, alphabet, nums, toks
 
 
@@ -71,10 +72,19 @@ class StringMatcher(ClrsTask):
     features = ("naive_comparisons", "kmp_comparisons")
     align = "value"
 
-    def __init__(self, alphabet_size: int = 4) -> None:
+    text_name = "naive_string_matcher"
+    text_inputs = ("string", "key")
+    text_outputs = ("match",)
+
+    def __init__(self, alphabet_size: int = 4, format: str = "compact") -> None:
+        super().__init__(format)
         self.letters = alphabet(alphabet_size)
 
-    def vocab_tokens(self, max_size: int) -> list[str]:
+    def text_values(self, inp: dict[str, Any]) -> list[list[str]]:
+        t, pat = inp["text"], inp["pattern"]
+        return [text.array([0] * len(t) + [1] * len(pat)), text.array([*t, *pat])]
+
+    def compact_vocab(self, max_size: int) -> list[str]:
         return [ANS, EOS, SEP, *self.letters, *nums(max_size)]
 
     def sample_input(self, size: int, rng: np.random.Generator) -> dict[str, Any]:
