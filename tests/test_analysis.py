@@ -354,7 +354,7 @@ def test_truncated_record_is_a_one_line_error(eval_dirs, tmp_path):
     path = broken / "test.examples.parquet"
     path.write_bytes(path.read_bytes()[:-20])
     result = run_module("anira.analysis.generalization", "--out", tmp_path / "g.csv", broken)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "checksum" in result.stderr
     assert not (tmp_path / "g.csv").exists()
     with pytest.raises(AniraInputError, match="lacks columns"):

@@ -231,7 +231,8 @@ def test_wrong_vocabulary_and_truncated_checkpoint_are_rejected(trained, tiny_da
 
 
 def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
-    """A scale with no interp/extrap sizes and a train_only size: empty splits are skipped."""
+    """A scale with no interp/extrap sizes and a train_only size: empty splits get tables with the
+    same columns and no rows, so every evaluation directory has the same files."""
     sizes = [
         "task.scales.mini.train=[2,3]",
         "++task.scales.mini.train_only=[1]",
@@ -248,9 +249,13 @@ def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
     paths = [f"data_dir={tmp_path / 'data'}", f"out_dir={tmp_path / 'ckpt'}"]
     train(compose_config("train", [*train_overrides, *paths]))
     evaluate(eval_cfg(tmp_path / "ckpt", tmp_path / "data", tmp_path / "eval"))
-    written = sorted(p.name for p in (tmp_path / "eval").glob("*.examples.parquet"))
-    assert written == ["test.examples.parquet", "train.examples.parquet"]
-    verify_manifest(tmp_path / "eval", ["test.tokens.parquet", "config.yaml"])
+    verify_manifest(tmp_path / "eval")
+    for kind in ("tokens", "examples", "generated"):
+        test = pd.read_parquet(tmp_path / "eval" / f"test.{kind}.parquet")
+        for split in ("interp", "extrap"):
+            empty = pd.read_parquet(tmp_path / "eval" / f"{split}.{kind}.parquet")
+            assert empty.empty and list(empty.columns) == list(test.columns)
+    assert len(pd.read_parquet(tmp_path / "eval" / "test.examples.parquet")) == 2 * 4
 
 
 def random_valid_order(instance, rng):

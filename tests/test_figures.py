@@ -72,7 +72,7 @@ def test_missing_column_is_a_one_line_error(tables, tmp_path):
     bad = tmp_path / "bad.csv"
     pd.read_csv(tables / "generalization.csv").drop(columns="accuracy").to_csv(bad)
     result = render("fig_generalization", bad, tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "accuracy" in result.stderr
     assert not list(tmp_path.glob("*.p*"))
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from anira.io import AniraInputError, verify_manifest
-from anira.train import Curriculum, batch_indices, lr_factor, train, training_config
+from anira.spec import RunSpec
+from anira.train import Curriculum, Status, batch_indices, lr_factor, train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
 
@@ -56,12 +57,12 @@ def test_curriculum_admits_sizes_in_order_then_samples_epochs():
 
 def test_task_adjusts_the_training_budget_of_its_scale(tiny_dataset, tmp_path):
     adjust = ["+task.scales.mini.training={steps_factor: 2.5, lr: 0.5}"]
-    cfg = training_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=adjust))
-    assert (cfg.steps, cfg.lr, cfg.batch_size) == (30, 0.5, 16)  # 12 tiny steps × 2.5
-    assert training_config(train_cfg(tiny_dataset["brevo"], tmp_path)).steps == 12
+    settings = RunSpec.from_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=adjust)).train
+    assert (settings.steps, settings.lr, settings.batch_size) == (30, 0.5, 16)  # 12 × 2.5
+    assert RunSpec.from_config(train_cfg(tiny_dataset["brevo"], tmp_path)).train.steps == 12
     bad = ["+task.scales.mini.training={steps_factor: 0}"]
     with pytest.raises(AniraInputError, match="steps_factor"):
-        training_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=bad))
+        RunSpec.from_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=bad))
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor():
@@ -88,9 +89,10 @@ def test_interrupted_run_resumes_to_identical_weights(tiny_dataset, tmp_path, cu
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     extra = [f"++task.scales.mini.curriculum={curriculum}"]
     train(train_cfg(tiny_dataset["brevo"], straight, "online", extra))
-    with pytest.raises(SystemExit) as stop:
-        train(train_cfg(tiny_dataset["brevo"], resumed, "online", [*extra, "stop_after_steps=5"]))
-    assert stop.value.code == 0 and (resumed / "last.pt").is_file()
+    stop = train(
+        train_cfg(tiny_dataset["brevo"], resumed, "online", [*extra, "stop_after_steps=5"])
+    )
+    assert stop is Status.STOPPED and (resumed / "last.pt").is_file()
     assert not (resumed / "model.pt").exists()
     train(train_cfg(tiny_dataset["brevo"], resumed, "online", extra))
     a = torch.load(straight / "model.pt", weights_only=True)
@@ -110,8 +112,9 @@ def test_interrupted_run_resumes_to_identical_weights(tiny_dataset, tmp_path, cu
 
 
 def test_resume_from_another_configuration_is_refused(tiny_dataset, tmp_path):
-    with pytest.raises(SystemExit):
-        train(train_cfg(tiny_dataset["brevo"], tmp_path, "early", ["stop_after_steps=4"]))
+    assert train(train_cfg(tiny_dataset["brevo"], tmp_path, "early", ["stop_after_steps=4"])) is (
+        Status.STOPPED
+    )
     with pytest.raises(AniraInputError, match="another configuration"):
         train(train_cfg(tiny_dataset["brevo"], tmp_path, "online"))
 
@@ -120,7 +123,7 @@ def test_resume_from_another_configuration_is_refused(tiny_dataset, tmp_path):
     ("args", "message"),
     [
         (["router=nope"], "unknown router 'nope'"),
-        (["task.scales.mini.max_depth=0"], "max_depth must be at least 1"),
+        (["task.scales.mini.max_depth=0"], "task.scales.mini.max_depth must be a positive integer"),
         (["data_dir=does/not/exist"], "not found"),
         (["task=mano"], "holds task"),
     ],

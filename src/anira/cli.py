@@ -41,19 +41,16 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from anira.io import AniraInputError
+from anira.io import EXIT_INPUT_ERROR, AniraInputError, one_line
 
 CONFIG_DIR = Path(
     os.environ.get("ANIRA_CONFIG_DIR") or Path(__file__).resolve().parents[2] / "config"
 ).resolve()
 
-EXIT_INPUT_ERROR = 2
-
 
 def fail(message: str) -> None:
     """Print ``error: <message>`` as one line on stderr and exit with status 2."""
-    one_line = " ".join(str(message).split())
-    print(f"error: {one_line}", file=sys.stderr)
+    print(f"error: {one_line(message)}", file=sys.stderr)
     sys.exit(EXIT_INPUT_ERROR)
 
 

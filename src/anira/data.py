@@ -50,22 +50,16 @@ from anira.io import (
     verify_manifest,
     write_manifest,
 )
+from anira.layout import DATA_CONFIG, SPLITS, SUMMARY, VOCAB, data_files, split_file
+from anira.spec import integer
 from anira.tasks import Example, Task, get_task
 from anira.tasks.base import ANS, EOS, PAD
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test", "interp", "extrap")
-VOCAB_NAME = "vocab.json"
-CONFIG_NAME = "config.yaml"
-SUMMARY_NAME = "summary.json"
 BASE_COLUMNS = ("id", "task", "size", "split", "tokens", "token_str", "answer_mask", "instance")
 CHUNK = 10_000  # examples per Parquet row group (fixed, so files stay byte-identical)
 MAX_DRAWS_FACTOR = 20  # an evaluation split may draw this many times its count (+1000)
-
-
-def split_file(split: str) -> str:
-    return f"{split}.parquet"
 
 
 class Vocabulary:
@@ -144,12 +138,6 @@ def _int_list(value: Any, what: str) -> list[int]:
     return ints
 
 
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or value is None or int(value) != value or int(value) < 1:
-        raise AniraInputError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, int]]:
     """``(split, size, count)`` for every split and size of a scale config, validated.
 
@@ -172,8 +160,8 @@ def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, in
         both = sorted(set(train_only) & set(tested))
         raise AniraInputError(f"sizes {both} are both train and train_only")
     train = sorted(tested + train_only)
-    n_train = _positive_int(sizes.get("n_train"), "n_train")
-    n_eval = _positive_int(sizes.get("n_eval_per_size"), "n_eval_per_size")
+    n_train = integer(sizes.get("n_train"), "n_train", 1)
+    n_eval = integer(sizes.get("n_eval_per_size"), "n_eval_per_size", 1)
     if n_train < len(train):
         raise AniraInputError(f"n_train={n_train} is fewer than the {len(train)} training sizes")
     for size in train + interp + extrap:
@@ -411,17 +399,14 @@ def generate_dataset(
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
         raise
-    vocab.save(out_dir / VOCAB_NAME)
+    vocab.save(out_dir / VOCAB)
     config = {"task": task_cfg, "scale": scale_name, "seed": seed, "params": params}
-    atomic_write_text(out_dir / CONFIG_NAME, OmegaConf.to_yaml(OmegaConf.create(config)))
-    atomic_write_json(out_dir / SUMMARY_NAME, summary)
+    atomic_write_text(out_dir / DATA_CONFIG, OmegaConf.to_yaml(OmegaConf.create(config)))
+    atomic_write_json(out_dir / SUMMARY, summary)
     artifacts = task.artifacts()
     for name, text in artifacts.items():
         atomic_write_text(out_dir / name, text)
-    write_manifest(
-        out_dir,
-        [split_file(s) for s in SPLITS] + [VOCAB_NAME, CONFIG_NAME, SUMMARY_NAME, *artifacts],
-    )
+    write_manifest(out_dir, data_files(artifacts))
     return summary
 
 
@@ -431,18 +416,18 @@ def generate_dataset(
 
 def load_vocab(data_dir: str | os.PathLike) -> Vocabulary:
     """The vocabulary of a dataset directory, checked against its manifest."""
-    verify_manifest(data_dir, [VOCAB_NAME])
-    return Vocabulary.load(Path(data_dir) / VOCAB_NAME)
+    verify_manifest(data_dir, [VOCAB])
+    return Vocabulary.load(Path(data_dir) / VOCAB)
 
 
 def load_task(data_dir: str | os.PathLike) -> Task:
     """The task a dataset was generated with (its effective parameters included)."""
-    verify_manifest(data_dir, [CONFIG_NAME])
-    cfg = OmegaConf.to_container(OmegaConf.load(Path(data_dir) / CONFIG_NAME), resolve=True)
+    verify_manifest(data_dir, [DATA_CONFIG])
+    cfg = OmegaConf.to_container(OmegaConf.load(Path(data_dir) / DATA_CONFIG), resolve=True)
     try:
         return get_task(cfg["task"]["name"], **cfg["params"])
     except (KeyError, TypeError) as err:
-        raise AniraInputError(f"malformed {CONFIG_NAME} in {data_dir}: {err}") from err
+        raise AniraInputError(f"malformed {DATA_CONFIG} in {data_dir}: {err}") from err
 
 
 def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
@@ -454,7 +439,7 @@ def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
     if split not in SPLITS:
         raise AniraInputError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
     data_dir = Path(data_dir)
-    verify_manifest(data_dir, [split_file(split), VOCAB_NAME, CONFIG_NAME])
+    verify_manifest(data_dir, [split_file(split), VOCAB, DATA_CONFIG])
     vocab = load_vocab(data_dir)
     task = load_task(data_dir)
     path = data_dir / split_file(split)

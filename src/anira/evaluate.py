@@ -37,20 +37,23 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from anira.analysis.records import RECORD_KINDS
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
+from anira.checkpoint import read_state
 from anira.cli import anira_main
-from anira.data import SPLITS, Vocabulary, load_split, load_task, load_vocab
+from anira.data import Vocabulary, load_split, load_task, load_vocab
 from anira.io import (
     AniraInputError,
     atomic_write_text,
     atomic_write_with,
+    ensure_writable,
     verify_manifest,
     write_manifest,
 )
+from anira.layout import MODEL, RECORD_KINDS, RUN_CONFIG, SPLITS, record_file
 from anira.model import AniraModel, ModelConfig
+from anira.model.model import ONLINE_RULES
+from anira.spec import choice, integer
 from anira.tasks import Example, Task
-from anira.train import CHECKPOINT
 
 EXTRA_ANSWER_TOKENS = 4  # generation may run this far past the gold answer before it is cut off
 
@@ -58,19 +61,14 @@ EXTRA_ANSWER_TOKENS = 4  # generation may run this far past the gold answer befo
 def load_checkpoint(
     directory: Path, vocab: Vocabulary, rule: str | None
 ) -> tuple[AniraModel, dict]:
-    verify_manifest(directory, [CHECKPOINT])
-    try:
-        state = torch.load(directory / CHECKPOINT, weights_only=True, map_location="cpu")
-    except Exception as err:  # torch raises many types for a corrupt archive
-        raise AniraInputError(f"cannot read checkpoint {directory / CHECKPOINT}: {err}") from err
+    verify_manifest(directory, [MODEL])
+    state = read_state(directory / MODEL)
     if state["vocab_hash"] != vocab.hash:
         raise AniraInputError(
             f"checkpoint {directory} was trained on another vocabulary than the data's vocab.json"
         )
     model_cfg = dict(state["model_config"])
     if rule is not None:
-        if rule not in ("median", "mode"):
-            raise AniraInputError(f"unknown inference_rule {rule!r}; choose median or mode")
         model_cfg["online_rule"] = rule
     model = AniraModel(ModelConfig(**model_cfg))
     model.load_state_dict(state["model"])
@@ -250,53 +248,75 @@ def evaluate_split(
     return tokens, examples, generated_tokens
 
 
-def evaluate(cfg: DictConfig) -> Path:
-    ckpt_dir, data_dir, out_dir = Path(cfg.checkpoint), Path(cfg.data_dir), Path(cfg.out_dir)
+def evaluation_settings(cfg: DictConfig) -> dict:
+    """The command's own settings, validated before any input is read."""
     unknown = sorted(set(cfg.splits) - set(SPLITS))
     if unknown:
         raise AniraInputError(f"unknown splits {unknown}; choose from {list(SPLITS)}")
+    rule = cfg.get("inference_rule")
+    return {
+        "batch_size": None if cfg.batch_size is None else integer(cfg.batch_size, "batch_size", 1),
+        "max_train_examples": integer(cfg.max_train_examples, "max_train_examples", 0),
+        "threads": integer(cfg.threads, "threads", 0),
+        "inference_rule": None if rule is None else choice(rule, "inference_rule", ONLINE_RULES),
+    }
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    """Write the records of every requested split. A split without examples (the scale defines no
+    sizes for it, e.g. no interp sizes) gets tables with no rows, so every evaluation directory
+    has the same files."""
+    settings = evaluation_settings(cfg)
+    ckpt_dir, data_dir, out_dir = Path(cfg.checkpoint), Path(cfg.data_dir), Path(cfg.out_dir)
     vocab = load_vocab(data_dir)
     frames = {split: load_split(data_dir, split) for split in cfg.splits}
-    model, state = load_checkpoint(ckpt_dir, vocab, cfg.get("inference_rule"))
+    if all(frame.empty for frame in frames.values()):
+        raise AniraInputError(f"splits {list(cfg.splits)} of {data_dir} hold no examples")
+    model, state = load_checkpoint(ckpt_dir, vocab, settings["inference_rule"])
     train_cfg = state["config"]
     task = load_task(data_dir)  # the dataset's effective parameters score its examples
+    ensure_writable(out_dir)
     device = select_device(cfg.device)
-    set_threads(cfg.threads)
+    set_threads(settings["threads"])
     model.to(device)
-    batch_size = int(cfg.batch_size or train_cfg["scale"]["eval"]["batch_size"])
+    batch_size = settings["batch_size"] or int(train_cfg["scale"]["eval"]["batch_size"])
     meta = {
         "task": train_cfg["task"]["name"],
         "router": train_cfg["router"]["name"],
         "seed": int(train_cfg["seed"]),
         "inference_rule": inference_rule(model.cfg),
     }
-    written = []
+    tables: dict[str, tuple[pd.DataFrame, ...]] = {}
     for split, frame in frames.items():
-        if frame.empty:  # the scale defines no sizes for it (e.g. no interp sizes)
-            print(f"{split}: no examples, skipped", flush=True)
+        if frame.empty:
             continue
-        if split == "train" and len(frame) > cfg.max_train_examples:
-            keep = np.random.default_rng(0).choice(
-                len(frame), cfg.max_train_examples, replace=False
-            )
+        limit = settings["max_train_examples"]
+        if split == "train" and len(frame) > limit:
+            keep = np.random.default_rng(0).choice(len(frame), limit, replace=False)
             frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
         started = time.perf_counter()
-        tables = evaluate_split(
+        tables[split] = evaluate_split(
             model, task, vocab, frame, meta | {"split": split}, batch_size, device
         )
-        examples = tables[1]
-        for kind, table in zip(RECORD_KINDS, tables, strict=True):
-            name = f"{split}.{kind}.parquet"
-            atomic_write_with(out_dir / name, lambda p, t=table: t.to_parquet(p, index=False))
-            written.append(name)
+        examples = tables[split][1]
         print(
             f"{split}: {len(examples)} examples, accuracy {examples['correct'].mean():.3f}, "
             f"mean depth {examples['mean_depth'].mean():.2f} "
             f"({len(examples) / (time.perf_counter() - started):.0f} examples/s)",
             flush=True,
         )
-    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_manifest(out_dir, [*written, "config.yaml"])
+    template = next(iter(tables.values()))
+    written = []
+    for split in frames:
+        if split not in tables:
+            print(f"{split}: no examples, empty tables", flush=True)
+        for kind, table in zip(RECORD_KINDS, tables.get(split, template), strict=True):
+            rows = table if split in tables else table.iloc[:0]
+            name = record_file(split, kind)
+            atomic_write_with(out_dir / name, lambda p, t=rows: t.to_parquet(p, index=False))
+            written.append(name)
+    atomic_write_text(out_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    write_manifest(out_dir, [*written, RUN_CONFIG])
     return out_dir
 
 

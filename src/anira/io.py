@@ -18,10 +18,31 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
+EXIT_INPUT_ERROR = 2  # the exit status of every entry point for bad input or an unwritable output
 
 
 class AniraInputError(ValueError):
     """A user-facing problem with inputs or parameters; entry points print it as one line."""
+
+
+def one_line(message: object) -> str:
+    """``message`` with every run of whitespace (newlines included) collapsed to one space."""
+    return " ".join(str(message).split())
+
+
+def write_error(path: str | os.PathLike, err: OSError) -> AniraInputError:
+    """One line naming the file and the cause of a failed write (disk full, file too large,
+    permission denied); pyarrow's errors carry no ``strerror``, so their message is the cause."""
+    cause = err.strerror or one_line(err) or type(err).__name__
+    return AniraInputError(f"cannot write {path}: {cause}")
+
+
+def ensure_writable(directory: str | os.PathLike) -> None:
+    """Create ``directory`` and probe it with a one-byte write, so an unwritable output directory or
+    a full disk is reported before any work rather than at the first checkpoint."""
+    directory = Path(directory)
+    atomic_write_bytes(directory / ".write-probe", b"\0")
+    (directory / ".write-probe").unlink()
 
 
 @contextlib.contextmanager
@@ -30,10 +51,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The file gets the permissions the umask gives a new file (mkstemp would leave it 0600, which
     makes datasets unreadable to collaborators on a shared cluster).
+    An ``OSError`` inside the block or while renaming (no space left, file too large under
+    ``ulimit -f``, permission denied) becomes an :class:`AniraInputError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise write_error(path, err) from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -43,6 +69,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp_path.exists():
             tmp_path.chmod(0o666 & ~umask)
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise write_error(path, err) from err
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -74,31 +102,66 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: str | os.PathLike, names: list[str]) -> None:
+def write_manifest(
+    directory: str | os.PathLike, names: list[str], manifest: str = MANIFEST_NAME
+) -> None:
     """Record the SHA-256 of ``names`` (files inside ``directory``) in its manifest."""
     directory = Path(directory)
     entries = {name: sha256_file(directory / name) for name in sorted(names)}
-    atomic_write_json(directory / MANIFEST_NAME, {"sha256": entries})
+    atomic_write_json(directory / manifest, {"sha256": entries})
 
 
-def verify_manifest(directory: str | os.PathLike, names: list[str] | None = None) -> None:
-    """Raise :class:`AniraInputError` if the manifest of ``directory`` is missing or a file
-    mismatches it."""
+def read_manifest(directory: str | os.PathLike, manifest: str = MANIFEST_NAME) -> dict[str, str]:
+    """File name → SHA-256 recorded in the manifest of ``directory``."""
     directory = Path(directory)
-    manifest_path = directory / MANIFEST_NAME
+    manifest_path = directory / manifest
     if not directory.is_dir():
         raise AniraInputError(f"directory not found: {directory}")
     if not manifest_path.is_file():
-        raise AniraInputError(f"no {MANIFEST_NAME} in {directory}: incomplete or foreign output")
+        raise AniraInputError(f"no {manifest} in {directory}: incomplete or foreign output")
     try:
         entries = json.loads(manifest_path.read_text())["sha256"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        if not isinstance(entries, dict):
+            raise TypeError("sha256 is not a mapping")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise AniraInputError(f"corrupt manifest {manifest_path}: {err}") from err
+    return entries
+
+
+def checksum_problem(path: Path, expected: str) -> str | None:
+    """Why ``path`` fails its recorded SHA-256, or None when it matches."""
+    if not path.is_file():
+        return "is missing"
+    if sha256_file(path) != expected:
+        return "does not match its checksum (truncated or modified)"
+    return None
+
+
+def verify_manifest(
+    directory: str | os.PathLike, names: list[str] | None = None, manifest: str = MANIFEST_NAME
+) -> None:
+    """Raise :class:`AniraInputError` if the manifest of ``directory`` is missing or a file
+    mismatches it."""
+    entries = read_manifest(directory, manifest)
     for name in names if names is not None else list(entries):
-        target = directory / name
+        target = Path(directory) / name
         if name not in entries:
-            raise AniraInputError(f"{target} is not listed in {manifest_path}")
-        if not target.is_file():
-            raise AniraInputError(f"missing file {target}")
-        if sha256_file(target) != entries[name]:
-            raise AniraInputError(f"{target} does not match its checksum (truncated or modified)")
+            raise AniraInputError(f"{target} is not listed in {Path(directory) / manifest}")
+        problem = checksum_problem(target, entries[name])
+        if problem:
+            raise AniraInputError(f"{target} {problem}")
+
+
+def failed_files(directory: str | os.PathLike) -> dict[str, str]:
+    """Every file of a finished output directory that fails its manifest, with the reason
+    (``{manifest.json: reason}`` when the manifest itself is unreadable); empty when the directory
+    verifies or has no manifest yet (an unfinished output, which its job rewrites anyway)."""
+    directory = Path(directory)
+    if not (directory / MANIFEST_NAME).is_file():
+        return {}
+    try:
+        entries = read_manifest(directory)
+    except AniraInputError as err:
+        return {MANIFEST_NAME: str(err)}
+    problems = {name: checksum_problem(directory / name, sha) for name, sha in entries.items()}
+    return {name: problem for name, problem in problems.items() if problem}

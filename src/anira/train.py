@@ -3,6 +3,8 @@
     python -m anira.train task=brevo router=early seed=0 scale=mini \\
         data_dir=results/mini/data/brevo out_dir=results/mini/checkpoints/brevo/early/seed0
 
+- The run is a :class:`~anira.spec.RunSpec` resolved (and validated) from the config before any
+  data is read; a bad value is one ``error:`` line and exit status 2.
 - AdamW with linear warmup and cosine decay to ``min_lr_ratio``; CUDA with bf16 autocast when
   present, CPU otherwise.
 - Batches are a pure function of ``(seed, step)`` (one seeded permutation per epoch, after an
@@ -10,16 +12,23 @@
   checkpoint holds model, optimizer, scheduler, torch RNG and the metric accumulators, so an
   interrupted run resumed from ``last.pt`` ends with the same weights on CPU as one that never
   stopped.
-- ``last.pt`` is written atomically every ``checkpoint_every`` steps; when training ends the
-  outputs ``model.pt``, ``metrics.jsonl`` and ``config.yaml`` are written atomically with a
-  checksum ``manifest.json``, and ``last.pt`` is removed.
+- ``last.pt`` is written atomically every ``checkpoint_every`` steps with its checksum in
+  ``last.json``; when training ends the outputs ``model.pt``, ``metrics.jsonl`` and
+  ``config.yaml`` are written atomically with a checksum ``manifest.json``, and ``last.pt`` is
+  removed. Outputs hold no timing and no machine-local setting, so the same run gives the same
+  bytes; timing goes to the progress lines only.
+- The output directory is probed with a write before the model is built; a failed write (disk
+  full, ``ulimit -f``, permissions) is one line naming the file and the cause.
+- A finished training of the same configuration is not redone: the run says so and exits 0;
+  ``force=true`` retrains from step 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,64 +38,39 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
+from anira.checkpoint import read_state, state_bytes
 from anira.cli import anira_main
-from anira.data import SPLITS, load_split, load_vocab
+from anira.data import Vocabulary, load_split, load_vocab
 from anira.io import (
     AniraInputError,
-    atomic_path,
+    atomic_write_bytes,
     atomic_write_text,
+    ensure_writable,
+    verify_manifest,
     write_manifest,
 )
+from anira.layout import (
+    CHECKPOINT_FILES,
+    METRICS,
+    MODEL,
+    RESUME,
+    RESUME_MANIFEST,
+    RUN_CONFIG,
+    SPLITS,
+)
 from anira.model import AniraModel, ModelConfig
+from anira.spec import RunSpec, integer
 
-CHECKPOINT = "model.pt"
-RESUME = "last.pt"
-METRICS = "metrics.jsonl"
-CONFIG = "config.yaml"
-# Keys that may differ between an interrupted run and its resumption.
-RUN_LOCAL_KEYS = ("device", "threads", "stop_after_steps", "data_dir", "out_dir")
+# Keys that may differ between an interrupted run and its resumption; they are not saved.
+RUN_LOCAL_KEYS = ("device", "threads", "stop_after_steps", "force", "data_dir", "out_dir")
 
 
-def task_scale(cfg: DictConfig) -> DictConfig:
-    scales = cfg.task.scales
-    if cfg.scale.name not in scales:
-        raise AniraInputError(f"task {cfg.task.name} defines no sizes for scale {cfg.scale.name!r}")
-    return scales[cfg.scale.name]
+class Status(enum.Enum):
+    """How a call of :func:`train` ended; ``main`` maps each to exit status 0."""
 
-
-def training_config(cfg: DictConfig) -> DictConfig:
-    """The scale's training settings with the task's adjustments at that scale
-    (``task.scales.<scale>.training``): ``steps_factor`` multiplies the scale's steps (so an
-    override of ``scale.train.steps`` still shrinks every task), other keys replace the scale's.
-    Example: MANO's one-token answers need more steps and a lower lr than BREVO at ``mini``."""
-    adjust = dict(task_scale(cfg).get("training") or {})
-    factor = adjust.pop("steps_factor", 1)
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
-        raise AniraInputError(f"training.steps_factor must be a positive number, got {factor!r}")
-    merged = OmegaConf.merge(cfg.scale.train, adjust)
-    merged.steps = round(merged.steps * factor)
-    return merged
-
-
-def model_config(cfg: DictConfig, vocab_size: int, max_seq_len: int) -> ModelConfig:
-    max_depth = int(task_scale(cfg).max_depth)
-    if max_depth < 1:
-        raise AniraInputError(f"max_depth must be at least 1, got {max_depth}")
-    router = cfg.router
-    return ModelConfig(
-        vocab_size=vocab_size,
-        max_seq_len=max_seq_len,
-        d_model=cfg.scale.model.d_model,
-        n_heads=cfg.scale.model.n_heads,
-        mlp_ratio=cfg.scale.model.mlp_ratio,
-        max_depth=max_depth,
-        router=router.name,
-        online_rule=router.get("inference_rule", "median"),
-        gamma=router.gamma,
-        prior_base=router.prior_base,
-        gumbel_tau=router.get("gumbel_tau", 1.0),
-        execution=cfg.scale.model.execution,
-    )
+    FINISHED = "finished"  # model.pt written
+    STOPPED = "stopped"  # stop_after_steps reached, last.pt written
+    UP_TO_DATE = "up to date"  # a finished training of this configuration exists
 
 
 def batch_indices(step: int, n_examples: int, batch_size: int, seed: int) -> np.ndarray:
@@ -172,142 +156,222 @@ def max_sequence_length(data_dir: Path) -> int:
     return max(int(split.max()) for split in lengths if len(split))  # a split may have no sizes
 
 
-def train(cfg: DictConfig) -> Path:
-    data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    train_cfg = training_config(cfg)
-    total_steps = int(train_cfg.steps)
-    if total_steps < 1:
-        raise AniraInputError(f"train.steps must be positive, got {total_steps}")
-    # Everything that can fail on bad input happens before the model is built.
-    vocab = load_vocab(data_dir)
-    frame = load_split(data_dir, "train")
-    if set(frame["task"]) != {cfg.task.name}:
+def finished_training(out_dir: Path, config: dict[str, Any], force: bool) -> bool:
+    """Whether ``out_dir`` already holds the finished training of ``config``.
+
+    A finished training of another configuration, or one failing its manifest, is an error
+    unless ``force`` (retrain from step 0, discarding ``last.pt``)."""
+    if force:
+        if (out_dir / MODEL).exists() or (out_dir / RESUME).exists():
+            print(f"force=true: retraining {out_dir} from step 0", flush=True)
+        for name in (RESUME, RESUME_MANIFEST):
+            (out_dir / name).unlink(missing_ok=True)
+        return False
+    if not (out_dir / MODEL).exists():
+        return False
+    try:
+        verify_manifest(out_dir, list(CHECKPOINT_FILES))
+    except AniraInputError as err:
+        raise AniraInputError(f"{err}; pass force=true to retrain") from err
+    if comparable(read_state(out_dir / MODEL)["config"]) != config:
         raise AniraInputError(
-            f"{data_dir} holds task {sorted(set(frame['task']))}, not {cfg.task.name}"
+            f"{out_dir / MODEL} was trained with another configuration; "
+            "choose another out_dir or pass force=true to retrain"
         )
-    mcfg = model_config(cfg, len(vocab.tokens), max_sequence_length(data_dir))
-    device = select_device(cfg.device)
-    set_threads(cfg.threads)
+    return True
 
-    resume_path = out_dir / RESUME
-    state = torch.load(resume_path, weights_only=True) if resume_path.is_file() else None
-    if state is not None and comparable(state["config"]) != comparable(resolved):
-        raise AniraInputError(f"{resume_path} is from another configuration; delete it to restart")
 
-    curriculum = Curriculum(
-        frame["size"].to_numpy(), float(task_scale(cfg).get("curriculum", 0.0)), total_steps
-    )
+def load_resume(out_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The state saved in ``last.pt``, after checking its checksum and configuration."""
+    path = out_dir / RESUME
+    if not path.exists():
+        return None
+    try:
+        verify_manifest(out_dir, [RESUME], RESUME_MANIFEST)
+    except AniraInputError as err:
+        raise AniraInputError(f"{err}; delete it to restart from step 0") from err
+    state = read_state(path)
+    if comparable(state["config"]) != config:
+        raise AniraInputError(f"{path} is from another configuration; delete it to restart")
+    return state
 
-    torch.manual_seed(cfg.seed)
-    data = PaddedSplit.from_frame(frame)
+
+@dataclasses.dataclass
+class Run:
+    """The moving parts of one training run; :meth:`state` is what ``last.pt`` holds."""
+
+    model: AniraModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    device: torch.device
+    config: dict[str, Any]
+    vocab_hash: str
+    step: int = 0
+    metrics: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    meter: Meter = dataclasses.field(default_factory=Meter)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+            },
+            "step": self.step,
+            "metrics": self.metrics,
+            "meter": self.meter.sums,
+            "config": self.config,
+            "model_config": self.model.cfg.__dict__,
+            "vocab_hash": self.vocab_hash,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        self.step, self.metrics, self.meter = state["step"], state["metrics"], Meter(state["meter"])
+
+
+def build_run(
+    spec: RunSpec, mcfg: ModelConfig, device: torch.device, config: dict, vocab: Vocabulary
+) -> Run:
+    torch.manual_seed(spec.seed)
     model = AniraModel(mcfg).to(device)
+    settings = spec.train
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda s: lr_factor(s, train_cfg.warmup_steps, total_steps, train_cfg.min_lr_ratio),
+        lambda s: lr_factor(s, settings.warmup_steps, settings.steps, settings.min_lr_ratio),
     )
-    start, metrics, meter = 0, [], Meter()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(state["rng"]["cuda"])
-        start, metrics, meter = state["step"], state["metrics"], Meter(state["meter"])
-        print(f"resuming {out_dir} at step {start}/{total_steps}", flush=True)
+    return Run(model, optimizer, scheduler, device, config, vocab.hash)
 
-    def checkpoint(step: int) -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-            },
-            "step": step,
-            "metrics": metrics,
-            "meter": meter.sums,
-            "config": resolved,
-            "model_config": mcfg.__dict__,
-            "vocab_hash": vocab.hash,
-        }
 
-    def save(path: Path, step: int) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint(step), tmp)
+def train_step(run: Run, tokens: torch.Tensor, answer_mask: torch.Tensor, grad_clip: float) -> None:
+    """One optimisation step on a batch; its loss, accuracy and depth go to ``run.meter``."""
+    with autocast(run.device):
+        out = run.model(tokens)
+        loss, parts = run.model.loss(out, tokens, answer_mask)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    with torch.no_grad():
+        targets = answer_mask[:, 1:]
+        hits = out.logits[:, :-1].argmax(-1) == tokens[:, 1:]
+        run.meter.add(
+            loss=float(loss),
+            ce=float(parts.get("ce", loss)),
+            kl=float(parts.get("kl", 0.0)),
+            correct=float(hits[targets].sum()),
+            answers=float(targets.sum()),
+            depth_sum=float(out.depth[:, :-1][targets].sum()),
+            tokens=float((tokens != 0).sum()),
+            steps=1.0,
+        )
+    run.step += 1
 
+
+def log_window(run: Run, total: int, window_seconds: float, rate: float) -> None:
+    """Close the metric window: a row for ``metrics.jsonl`` and a progress line with the rate."""
+    row = {"step": run.step, "lr": run.scheduler.get_last_lr()[0], **run.meter.row()}
+    run.metrics.append(row)
+    tokens_per_s = run.meter.sums["tokens"] / max(window_seconds, 1e-9)
     print(
-        f"train {cfg.task.name}/{cfg.router.name} seed={cfg.seed} scale={cfg.scale.name}: "
-        f"{model.num_params():,} parameters, D={mcfg.max_depth}, {len(data)} examples, "
-        f"{total_steps} steps on {device}",
+        f"step {run.step}/{total} loss {row['loss']:.3f} acc {row['answer_accuracy']:.3f} "
+        f"depth {row['mean_depth']:.2f} | {tokens_per_s:.0f} tok/s {rate:.2f} step/s | "
+        f"ETA {format_duration((total - run.step) / rate)}",
         flush=True,
     )
-    model.train()
+    run.meter = Meter()
+
+
+def save_resume(run: Run, out_dir: Path) -> None:
+    atomic_write_bytes(out_dir / RESUME, state_bytes(run.state()))
+    write_manifest(out_dir, [RESUME], RESUME_MANIFEST)
+
+
+def save_outputs(run: Run, out_dir: Path) -> None:
+    atomic_write_bytes(out_dir / MODEL, state_bytes(run.state()))
+    atomic_write_text(out_dir / METRICS, "".join(json.dumps(r) + "\n" for r in run.metrics))
+    atomic_write_text(out_dir / RUN_CONFIG, OmegaConf.to_yaml(run.config))
+    write_manifest(out_dir, list(CHECKPOINT_FILES))
+    for name in (RESUME, RESUME_MANIFEST):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def train(cfg: DictConfig) -> Status:
+    spec = RunSpec.from_config(cfg)  # every bad value fails here, before any data is read
+    stop_after = integer(cfg.stop_after_steps, "stop_after_steps", 0)
+    threads = integer(cfg.threads, "threads", 0)
+    data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
+    config = comparable(OmegaConf.to_container(cfg, resolve=True))
+    if finished_training(out_dir, config, bool(cfg.force)):
+        print(
+            f"{out_dir / MODEL} is already trained with this configuration; nothing to do "
+            "(force=true retrains)",
+            flush=True,
+        )
+        return Status.UP_TO_DATE
+    vocab = load_vocab(data_dir)
+    frame = load_split(data_dir, "train")
+    if set(frame["task"]) != {spec.task}:
+        held = sorted(set(frame["task"]))
+        raise AniraInputError(f"{data_dir} holds task {held}, not {spec.task}")
+    mcfg = spec.model_for(len(vocab.tokens), max_sequence_length(data_dir))
+    state = load_resume(out_dir, config)
+    ensure_writable(out_dir)
+    curriculum = Curriculum(frame["size"].to_numpy(), spec.curriculum, spec.train.steps)
+    device = select_device(cfg.device)
+    set_threads(threads)
+    data = PaddedSplit.from_frame(frame)
+    run = build_run(spec, mcfg, device, config, vocab)
+    total = spec.train.steps
+    if state is not None:
+        run.restore(state)
+        print(f"resuming {out_dir} at step {run.step}/{total}", flush=True)
+    print(
+        f"train {spec.task}/{spec.router} seed={spec.seed} scale={spec.scale}: "
+        f"{run.model.num_params():,} parameters, D={mcfg.max_depth}, {len(data)} examples, "
+        f"{total} steps on {device}",
+        flush=True,
+    )
+    run.model.train()
     run_start = window_start = time.perf_counter()
-    for steps_this_run, step in enumerate(range(start, total_steps), start=1):
-        idx = curriculum.batch(step, train_cfg.batch_size, cfg.seed)
+    first = run.step
+    while run.step < total:
+        idx = curriculum.batch(run.step, spec.train.batch_size, spec.seed)
         tokens, answer_mask = (t.to(device) for t in data.batch(idx))
-        with autocast(device):
-            out = model(tokens)
-            loss, parts = model.loss(out, tokens, answer_mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-
-        with torch.no_grad():
-            targets = answer_mask[:, 1:]
-            hits = out.logits[:, :-1].argmax(-1) == tokens[:, 1:]
-            meter.add(
-                loss=float(loss),
-                ce=float(parts.get("ce", loss)),
-                kl=float(parts.get("kl", 0.0)),
-                correct=float(hits[targets].sum()),
-                answers=float(targets.sum()),
-                depth_sum=float(out.depth[:, :-1][targets].sum()),
-                tokens=float((tokens != 0).sum()),
-                steps=1.0,
-            )
-        done = step + 1
-        if done % train_cfg.log_every == 0 or done == total_steps:
-            elapsed = time.perf_counter() - window_start
-            row = {"step": done, "lr": scheduler.get_last_lr()[0], **meter.row()}
-            row["tokens_per_s"] = meter.sums["tokens"] / max(elapsed, 1e-9)
-            metrics.append(row)
-            rate = steps_this_run / (time.perf_counter() - run_start)
-            print(
-                f"step {done}/{total_steps} loss {row['loss']:.3f} "
-                f"acc {row['answer_accuracy']:.3f} "
-                f"depth {row['mean_depth']:.2f} | {row['tokens_per_s']:.0f} tok/s "
-                f"{rate:.2f} step/s | ETA {format_duration((total_steps - done) / rate)}",
-                flush=True,
-            )
-            meter, window_start = Meter(), time.perf_counter()
-        if done % train_cfg.checkpoint_every == 0 and done < total_steps:
-            save(resume_path, done)
-        if cfg.stop_after_steps and steps_this_run >= cfg.stop_after_steps and done < total_steps:
-            save(resume_path, done)
-            print(f"stopped after {steps_this_run} steps; rerun to resume from {resume_path}")
-            sys.exit(0)
-
-    save(out_dir / CHECKPOINT, total_steps)
-    atomic_write_text(out_dir / METRICS, "".join(json.dumps(r) + "\n" for r in metrics))
-    atomic_write_text(out_dir / CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
-    write_manifest(out_dir, [CHECKPOINT, METRICS, CONFIG])
-    resume_path.unlink(missing_ok=True)
-    print(f"wrote {out_dir / CHECKPOINT} in {format_duration(time.perf_counter() - run_start)}")
-    return out_dir / CHECKPOINT
+        train_step(run, tokens, answer_mask, spec.train.grad_clip)
+        if run.step % spec.train.log_every == 0 or run.step == total:
+            rate = (run.step - first) / (time.perf_counter() - run_start)
+            log_window(run, total, time.perf_counter() - window_start, rate)
+            window_start = time.perf_counter()
+        if run.step == total:
+            break
+        if run.step % spec.train.checkpoint_every == 0:
+            save_resume(run, out_dir)
+        if stop_after and run.step - first >= stop_after:
+            save_resume(run, out_dir)
+            resume = out_dir / RESUME
+            print(f"stopped after {run.step - first} steps; rerun to resume from {resume}")
+            return Status.STOPPED
+    save_outputs(run, out_dir)
+    elapsed = format_duration(time.perf_counter() - run_start)
+    print(f"wrote {out_dir / MODEL} in {elapsed}", flush=True)
+    return Status.FINISHED
 
 
 @anira_main("train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    train(cfg)  # every status is a success (exit 0); bad input raises and exits 2
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Helpers shared by the rules: study-config validation, output paths, Hydra inputs, resources."""
+"""Helpers shared by the rules: study-config validation, output paths, Hydra inputs, resources,
+and the integrity check of finished outputs."""
 
 import copy
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +12,11 @@ import yaml
 
 from snakemake.exceptions import WorkflowError
 
-SPLITS = ["train", "test", "interp", "extrap"]
+from anira import layout
+from anira.io import MANIFEST_NAME, AniraInputError, failed_files
+from anira.layout import SPLITS
+from anira.spec import compose, compose_run, dataset_files
+
 CONDA_ENV = "../envs/anira.yaml"  # relative to the rule files
 
 
@@ -75,20 +81,68 @@ wildcard_constraints:
     split="|".join(SPLITS),
 
 
-# Output layout: results/<scale>/{data,checkpoints,eval,analysis,logs}/...
-DATA_DIR = f"{RESULTS}/data/{{task}}"
-CKPT_DIR = f"{RESULTS}/checkpoints/{{task}}/{{router}}/seed{{seed}}"
-EVAL_DIR = f"{RESULTS}/eval/{{task}}/{{router}}/seed{{seed}}"
+# Output layout (anira.layout): results/<scale>/{data,checkpoints,eval,analysis,logs}/...
+DATA_DIR = layout.data_dir(RESULTS, "{task}")
+CKPT_DIR = layout.checkpoint_dir(RESULTS, "{task}", "{router}", "{seed}")
+EVAL_DIR = layout.eval_dir(RESULTS, "{task}", "{router}", "{seed}")
 ANALYSIS_DIR = f"{RESULTS}/analysis"
 LOG_DIR = f"{RESULTS}/logs"
 
-DATA_FILES = [f"{split}.parquet" for split in SPLITS] + ["vocab.json", "manifest.json"]
-CKPT_FILES = ["model.pt", "metrics.jsonl", "config.yaml", "manifest.json"]
-EVAL_FILES = [
-    f"{split}.{kind}.parquet"
-    for split in SPLITS
-    for kind in ("tokens", "examples", "generated")
-] + ["manifest.json"]
+# A task's extra files (LANO's grammar) are not declared: they differ per task, and the
+# integrity check below covers them through the manifest.
+DATA_FILES = [*layout.data_files(), MANIFEST_NAME]
+CKPT_FILES = [*layout.CHECKPOINT_FILES, MANIFEST_NAME]
+EVAL_FILES = [*layout.eval_files(), MANIFEST_NAME]
+
+
+def overrides_of(phase):
+    return tuple(config["overrides"].get(phase, []))
+
+
+def resolve_study():
+    """Resolve every run of the study as its job will (anira.spec), so a bad value or a typo in
+    the study's overrides fails here, before any job starts."""
+    try:
+        compose(
+            "evaluate",
+            [*overrides_of("evaluate"), "checkpoint=-", "data_dir=-", "out_dir=-"],
+        )
+        for task in TASKS:
+            dataset_files(task, SCALE, config["data_seed"], overrides_of("generate"))
+            for router in ROUTERS:
+                for seed in SEEDS:
+                    compose_run(task, router, SCALE, seed, overrides_of("train"))
+    except AniraInputError as err:
+        raise WorkflowError(f"invalid study config: {err}") from None
+
+
+resolve_study()
+
+
+def repair(directory, trigger):
+    """Make Snakemake redo a finished output directory whose files fail its manifest (a file
+    deleted, truncated or modified inside it, which file times alone never reveal): remove
+    `trigger`, one of the job's declared outputs, so the job reruns and rewrites the directory.
+    """
+    failed = failed_files(directory)
+    for name, problem in failed.items():
+        print(
+            f"anira: {directory}/{name}: {problem}; {directory} will be redone",
+            file=sys.stderr,
+        )
+    if failed:
+        Path(directory, trigger).unlink(missing_ok=True)
+
+
+# A dataset is redone by removing its summary.json, never its manifest: models read the dataset
+# through `ancient(manifest)`, so regenerating identical data (generation is deterministic) never
+# retrains them. A checkpoint or an evaluation that fails its manifest is redone whole.
+for _task in TASKS:
+    repair(layout.data_dir(RESULTS, _task), layout.SUMMARY)
+    for _router in ROUTERS:
+        for _seed in SEEDS:
+            repair(layout.checkpoint_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
+            repair(layout.eval_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
 
 
 def files_in(directory, names):
@@ -97,8 +151,16 @@ def files_in(directory, names):
 
 
 def dataset(wildcards):
-    """The files of the dataset of `wildcards.task`."""
-    return [f"{DATA_DIR}/{name}".format(task=wildcards.task) for name in DATA_FILES]
+    """The dataset of `wildcards.task` as jobs read it: its manifest, `ancient` so that a
+    regenerated identical dataset does not make them rerun (a change of the data's config does,
+    through the configs and `data_params` of the reading rule)."""
+    return ancient(f"{DATA_DIR}/{MANIFEST_NAME}".format(task=wildcards.task))
+
+
+def data_params():
+    """What the data depends on beyond the Hydra configs a reading rule lists (the seed and the
+    study's generate overrides), as a param of the rule: a change reruns it."""
+    return f"seed={config['data_seed']} {overrides('generate')}"
 
 
 def checkpoint_files(wildcards):

@@ -17,7 +17,8 @@ rule evaluate:
         slurm_account=slurm_env("account"),
         slurm_partition=slurm_env("gpu"),
     params:
-        data_dir=lambda wildcards, input: dir_of(input.data[0]),
+        data_dir=lambda wildcards, input: dir_of(input.data),
+        data=data_params(),
         checkpoint=lambda wildcards, input: dir_of(input.checkpoint[0]),
         out_dir=lambda wildcards, output: dir_of(output.manifest_json),
         overrides=overrides("evaluate"),
@@ -29,4 +30,5 @@ rule evaluate:
 rule evaluations:
     """Target: every evaluation of the study (the DVC stage `evaluate`)."""
     input:
-        models(f"{EVAL_DIR}/manifest.json"),
+        rules.models.input,
+        [path for name in EVAL_FILES for path in models(f"{EVAL_DIR}/{name}")],

@@ -25,6 +25,7 @@ rule generate:
 
 
 rule datasets:
-    """Target: every dataset of the study (the DVC stage `generate`)."""
+    """Target: every dataset of the study (the DVC stage `generate`), every file of each, so a
+    dataset the integrity check marked for redoing is regenerated."""
     input:
-        expand(f"{DATA_DIR}/manifest.json", task=TASKS),
+        expand(f"{DATA_DIR}/{{name}}", task=TASKS, name=DATA_FILES),

@@ -16,7 +16,8 @@ rule train:
         slurm_account=slurm_env("account"),
         slurm_partition=slurm_env("gpu"),
     params:
-        data_dir=lambda wildcards, input: dir_of(input.data[0]),
+        data_dir=lambda wildcards, input: dir_of(input.data),
+        data=data_params(),
         out_dir=lambda wildcards, output: dir_of(output.manifest_json),
         scale=SCALE,
         overrides=overrides("train"),
@@ -29,4 +30,5 @@ rule train:
 rule models:
     """Target: every model of the study (the DVC stage `train`)."""
     input:
-        models(f"{CKPT_DIR}/manifest.json"),
+        rules.datasets.input,
+        [path for name in CKPT_FILES for path in models(f"{CKPT_DIR}/{name}")],

@@ -9,13 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from anira.io import AniraInputError, atomic_write_text, verify_manifest
+from anira.io import (
+    EXIT_INPUT_ERROR,
+    AniraInputError,
+    atomic_write_text,
+    one_line,
+    verify_manifest,
+)
+from anira.layout import RECORD_KINDS, SPLITS, record_file
 
-SPLITS = ("train", "test", "interp", "extrap")
 FEATURE_PREFIX = "f_"
-# tokens: teacher-forced per token; examples: per example; generated: per token of each correct
-# generated answer, features along the generated order (see anira.evaluate)
-RECORD_KINDS = ("tokens", "examples", "generated")
+# RECORD_KINDS: tokens: teacher-forced per token; examples: per example; generated: per token of
+# each correct generated answer, features along the generated order (see anira.evaluate)
 FLOAT_FORMAT = "%.6g"  # fixed precision: the same records always give the same bytes
 
 
@@ -37,7 +42,7 @@ def load_records(
         raise AniraInputError("no evaluation directories given")
     frames = []
     for directory in eval_dirs:
-        names = [f"{split}.{kind}.parquet" for split in splits]
+        names = [record_file(split, kind) for split in splits]
         verify_manifest(directory, names)
         for name in names:
             path = Path(directory) / name
@@ -82,10 +87,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None) -> int:
-    """Run ``main``; a user-facing error becomes one line on stderr and exit status 1."""
+    """Run ``main``; a user-facing error becomes one line on stderr and exit status 2."""
     try:
         main(argv)
     except AniraInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     return 0

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from anira.io import AniraInputError, atomic_path  # noqa: E402
+from anira.io import EXIT_INPUT_ERROR, AniraInputError, atomic_path, one_line  # noqa: E402
 
 ROUTER_ORDER = ["fixed", "early", "online"]
 SPLIT_ORDER = ["train", "test", "interp", "extrap"]
@@ -122,6 +122,6 @@ def figure_cli(draw: Callable[[pd.DataFrame], plt.Figure], required: Sequence[st
         apply_style()
         save(draw(read_table(args.table, required)), args.out)
     except AniraInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     return 0

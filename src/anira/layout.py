@@ -1,0 +1,70 @@
+"""Where the pipeline's files live and what they are called: the one home of split and file names
+for the Python stages and the Snakemake workflow alike (``workflow/rules/common.smk`` imports it).
+
+A study writes under ``<results>/`` (``results/<scale>`` by default)::
+
+    data/<task>/                          one dataset (anira.generate)
+    checkpoints/<task>/<router>/seed<N>/  one model (anira.train)
+    eval/<task>/<router>/seed<N>/         its evaluation records (anira.evaluate)
+    analysis/  logs/
+
+Every output directory ends with a ``manifest.json`` holding the SHA-256 of each file above it;
+the manifest is written last, so a directory without one is incomplete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from anira.io import MANIFEST_NAME
+
+SPLITS = ("train", "test", "interp", "extrap")
+MANIFEST = MANIFEST_NAME
+
+# A dataset directory.
+VOCAB = "vocab.json"
+DATA_CONFIG = "config.yaml"
+SUMMARY = "summary.json"
+
+# A checkpoint directory. `last.pt` exists only while a training is unfinished; its own manifest
+# `last.json` holds its checksum (the directory's manifest is written when training ends).
+MODEL = "model.pt"
+RESUME = "last.pt"
+RESUME_MANIFEST = "last.json"
+METRICS = "metrics.jsonl"
+RUN_CONFIG = "config.yaml"
+CHECKPOINT_FILES = (MODEL, METRICS, RUN_CONFIG)
+
+# An evaluation directory: per split, one table of each kind.
+RECORD_KINDS = ("tokens", "examples", "generated")
+
+
+def split_file(split: str) -> str:
+    return f"{split}.parquet"
+
+
+def record_file(split: str, kind: str) -> str:
+    return f"{split}.{kind}.parquet"
+
+
+def data_files(artifacts: Iterable[str] = ()) -> list[str]:
+    """The files of a dataset directory its manifest lists (``artifacts``: the task's extra
+    files, e.g. LANO's grammar)."""
+    return [*(split_file(s) for s in SPLITS), VOCAB, DATA_CONFIG, SUMMARY, *artifacts]
+
+
+def eval_files(splits: Iterable[str] = SPLITS) -> list[str]:
+    """The files of an evaluation directory its manifest lists."""
+    return [record_file(s, kind) for s in splits for kind in RECORD_KINDS] + [RUN_CONFIG]
+
+
+def data_dir(results: str, task: str) -> str:
+    return f"{results}/data/{task}"
+
+
+def checkpoint_dir(results: str, task: str, router: str, seed: int | str) -> str:
+    return f"{results}/checkpoints/{task}/{router}/seed{seed}"
+
+
+def eval_dir(results: str, task: str, router: str, seed: int | str) -> str:
+    return f"{results}/eval/{task}/{router}/seed{seed}"

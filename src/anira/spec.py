@@ -1,0 +1,209 @@
+"""The resolved specification of one training run, built once and validated field by field.
+
+:class:`RunSpec` is resolved from a composed ``train`` config (task, router, scale, seed and any
+overrides): the scale's training settings with the task's adjustments at that scale merged in,
+the model's shape, the router's hyperparameters, the curriculum and the evaluation batch size.
+Every field is checked by type and range when the spec is built, so a bad value (``batch_size=-4``,
+``steps=10.5``, ``lr=abc``, ``n_heads`` not dividing ``d_model``) is one :class:`AniraInputError`
+line naming the key, before any data is read. ``anira.train`` trains from it, ``anira.evaluate``
+takes its batch size from it, and the Snakefile resolves one per task × router of a study at
+DAG-build time (:func:`compose_run`), so a typo in a study file's overrides fails before any job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from anira.io import AniraInputError, one_line
+
+
+def integer(value: Any, key: str, minimum: int = 0) -> int:
+    """``value`` as an int of at least ``minimum``; a float, bool or string is an error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer ≥ {minimum}"
+        raise AniraInputError(f"{key} must be {kind}, got {value!r}")
+    return value
+
+
+def number(
+    value: Any, key: str, low: float = 0.0, high: float = float("inf"), low_open: bool = False
+) -> float:
+    """``value`` as a float in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if not numeric or value != value or value > high or value < low or (low_open and value == low):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise AniraInputError(f"{key} must be a number in {interval}, got {value!r}")
+    return float(value)
+
+
+def choice(value: Any, key: str, options: Sequence[str]) -> str:
+    if value not in options:
+        raise AniraInputError(f"{key} must be one of {', '.join(options)}; got {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings of one run (``scale.train`` with the task's adjustments)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    min_lr_ratio: float
+    grad_clip: float
+    checkpoint_every: int
+    log_every: int
+
+    @classmethod
+    def resolve(cls, scale_train: Mapping[str, Any], adjust: Mapping[str, Any]) -> TrainSettings:
+        """``scale.train`` with ``task.scales.<scale>.training`` applied: ``steps_factor``
+        multiplies the scale's steps (so an override of ``scale.train.steps`` still shrinks every
+        task), other keys replace the scale's. Example: MANO's one-token answers need more steps
+        and a lower lr than BREVO at ``mini``."""
+        adjust = dict(adjust)
+        factor = number(adjust.pop("steps_factor", 1), "training.steps_factor", low_open=True)
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(adjust) - set(names)) or sorted(set(scale_train) - set(names))
+        if unknown:
+            raise AniraInputError(f"unknown training settings {unknown}; known: {names}")
+        merged = {**scale_train, **adjust}
+        missing = [name for name in names if name not in merged]
+        if missing:
+            raise AniraInputError(f"scale.train lacks {missing}")
+        key = "scale.train."
+        settings = cls(
+            steps=integer(merged["steps"], key + "steps", 1),
+            batch_size=integer(merged["batch_size"], key + "batch_size", 1),
+            lr=number(merged["lr"], key + "lr", low_open=True),
+            weight_decay=number(merged["weight_decay"], key + "weight_decay"),
+            warmup_steps=integer(merged["warmup_steps"], key + "warmup_steps", 0),
+            min_lr_ratio=number(merged["min_lr_ratio"], key + "min_lr_ratio", high=1.0),
+            grad_clip=number(merged["grad_clip"], key + "grad_clip", low_open=True),
+            checkpoint_every=integer(merged["checkpoint_every"], key + "checkpoint_every", 1),
+            log_every=integer(merged["log_every"], key + "log_every", 1),
+        )
+        return dataclasses.replace(settings, steps=max(1, round(settings.steps * factor)))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything a training run is made of, resolved once from its composed config.
+
+    ``model`` holds the model's shape and router; its ``vocab_size`` and ``max_seq_len`` are the
+    :class:`~anira.model.ModelConfig` defaults until :meth:`model_for` sets them from the dataset.
+    """
+
+    task: str
+    router: str
+    scale: str
+    seed: int
+    train: TrainSettings
+    model: Any  # anira.model.ModelConfig (imported lazily: the Snakefile need not load torch)
+    curriculum: float
+    eval_batch_size: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunSpec:
+        from anira.model import ModelConfig
+        from anira.model.model import EXECUTIONS, ONLINE_RULES
+
+        try:
+            c = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as err:
+            raise AniraInputError(f"cannot resolve the config: {err}") from err
+        task, router, scale = c["task"], c["router"], c["scale"]
+        scales = task.get("scales") or {}
+        if scale["name"] not in scales:
+            raise AniraInputError(
+                f"task {task['name']} defines no sizes for scale {scale['name']!r}"
+            )
+        at_scale = scales[scale["name"]]
+        key = f"task.scales.{scale['name']}."
+        shape = scale["model"]
+        d_model = integer(shape["d_model"], "scale.model.d_model", 1)
+        n_heads = integer(shape["n_heads"], "scale.model.n_heads", 1)
+        if d_model % n_heads or (d_model // n_heads) % 2:
+            raise AniraInputError(
+                f"scale.model.n_heads={n_heads} must divide d_model={d_model} into heads of "
+                "even size (RoPE rotates pairs of dimensions)"
+            )
+        try:
+            model = ModelConfig(
+                d_model=d_model,
+                n_heads=n_heads,
+                mlp_ratio=integer(shape["mlp_ratio"], "scale.model.mlp_ratio", 1),
+                max_depth=integer(at_scale.get("max_depth"), key + "max_depth", 1),
+                router=router["name"],
+                online_rule=choice(
+                    router.get("inference_rule", "median"), "router.inference_rule", ONLINE_RULES
+                ),
+                gamma=number(router["gamma"], "router.gamma"),
+                prior_base=number(router["prior_base"], "router.prior_base", low_open=True),
+                gumbel_tau=number(
+                    router.get("gumbel_tau", 1.0), "router.gumbel_tau", low_open=True
+                ),
+                execution=choice(shape["execution"], "scale.model.execution", EXECUTIONS),
+            )
+        except AssertionError as err:  # ModelConfig's own checks, for anything not named above
+            raise AniraInputError(f"invalid model settings: {err}") from err
+        return cls(
+            task=task["name"],
+            router=router["name"],
+            scale=scale["name"],
+            seed=integer(c["seed"], "seed", 0),
+            train=TrainSettings.resolve(scale["train"], at_scale.get("training") or {}),
+            model=model,
+            curriculum=number(at_scale.get("curriculum", 0.0), key + "curriculum", high=1.0),
+            eval_batch_size=integer(scale["eval"]["batch_size"], "scale.eval.batch_size", 1),
+        )
+
+    def model_for(self, vocab_size: int, max_seq_len: int) -> Any:
+        """The model's config for a dataset: its vocabulary and longest sequence."""
+        return dataclasses.replace(self.model, vocab_size=vocab_size, max_seq_len=max_seq_len)
+
+
+def compose(app: str, overrides: Sequence[str]) -> DictConfig:
+    """The config ``python -m anira.<app> <overrides>`` runs with; an override naming a key or an
+    option that does not exist is one :class:`AniraInputError` line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    from anira.cli import CONFIG_DIR, check_group_choices
+
+    check_group_choices(list(overrides))
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+            return hydra_compose(app, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise AniraInputError(f"anira.{app} {' '.join(overrides)}: {one_line(err)}") from err
+
+
+@functools.cache
+def compose_run(
+    task: str, router: str, scale: str, seed: int, overrides: tuple[str, ...] = ()
+) -> RunSpec:
+    """The spec ``python -m anira.train task=… router=… scale=… seed=… <overrides>`` runs."""
+    choices = [f"task={task}", f"router={router}", f"scale={scale}", f"seed={seed}"]
+    return RunSpec.from_config(compose("train", [*choices, *overrides, "data_dir=-", "out_dir=-"]))
+
+
+@functools.cache
+def dataset_files(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> list[str]:
+    """The files ``python -m anira.generate task=… scale=… seed=… <overrides>`` writes, after
+    validating its sizes (:func:`anira.data.plan_splits`) as generate itself does first."""
+    from anira.data import build_task
+    from anira.layout import data_files
+
+    choices = [f"task={task}", f"scale={scale}", f"seed={seed}"]
+    cfg = compose("generate", [*choices, *overrides, "out_dir=-"])
+    built, _, _ = build_task(OmegaConf.to_container(cfg.task, resolve=True), scale)
+    return data_files(built.artifacts())
