@@ -12,8 +12,10 @@ online router is evaluated with every rule of ``--online-rules`` from the same c
 
 Per run it records exact-match accuracy per split, the mean executed depth of the test answer
 tokens, their depth histogram and the share of the most common depth (``modal_share``: 1.0 means
-the router collapsed to one depth). Results go to ``benchmarks/results/router_sweep_<task>.json``
-and a table is printed. About 2 minutes per BREVO run on the project's 2-core CPU (two at a time).
+the router collapsed to one depth). The setting is chosen as the paper does, on ``val`` only: the
+ANIRA-E run with the best val accuracy (the online runs when no early one was swept); ``test``
+is for reporting. Results go to ``benchmarks/results/router_sweep_<task>.json`` and a table is
+printed. About 2 minutes per BREVO run on the project's 2-core CPU (two at a time).
 """
 
 from __future__ import annotations
@@ -69,6 +71,15 @@ def summarize(eval_dir: Path) -> dict:
     row["depth_histogram"] = {int(d): round(float(p), 4) for d, p in histogram.items()}
     row["modal_share"] = float(histogram.max())
     return row
+
+
+def choose(rows: list[dict]) -> dict:
+    """The best val accuracy among the ANIRA-E rows (all rows if none is early); ties go to the
+    smaller γ, then the smaller b."""
+    candidates = [r for r in rows if r["router"] == "early"] or rows
+    best = max(candidates, key=lambda r: (r["accuracy_val"], -r["gamma"], -r["prior_base"]))
+    keys = ("router", "gamma", "prior_base", "inference_rule", "accuracy_val", "accuracy_test")
+    return {key: best[key] for key in keys}
 
 
 def sweep_one(
@@ -182,13 +193,19 @@ def main() -> None:
             f"{row['router']:<7} γ={row['gamma']:<6g} b={row['prior_base']:<3g} "
             f"{row['inference_rule']:<7} depths {row['depth_histogram']}"
         )
+    chosen = choose(rows)
     atomic_write_json(
         out,
         {
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "overrides": args.overrides,
+            "chosen_on_val": chosen,
             "rows": rows,
         },
+    )
+    print(
+        f"chosen on val: {chosen['router']} γ={chosen['gamma']:g} b={chosen['prior_base']:g} "
+        f"(val {chosen['accuracy_val']:.3f}, test {chosen['accuracy_test']:.3f})"
     )
     print(f"wrote {out}")
 

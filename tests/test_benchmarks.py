@@ -3,6 +3,7 @@ benchmarks/results/; here only that it runs the real apps and reports consistent
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -43,4 +44,35 @@ def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset
         assert sum(histogram.values()) == pytest.approx(1.0, abs=1e-3)
         assert row["modal_share"] == pytest.approx(max(histogram.values()), abs=1e-4)
         assert set(map(int, histogram)) <= set(range(1, 7))
-        assert all(0.0 <= row[f"accuracy_{s}"] <= 1.0 for s in ("test", "interp", "extrap"))
+        assert all(0.0 <= row[f"accuracy_{s}"] <= 1.0 for s in ("val", "test", "interp", "extrap"))
+    best = max(rows, key=lambda r: (r["accuracy_val"], -r["prior_base"]))
+    chosen = json.loads(out.read_text())["chosen_on_val"]
+    assert (chosen["prior_base"], chosen["accuracy_val"]) == (
+        best["prior_base"],
+        best["accuracy_val"],
+    )
+
+
+def test_router_sweep_chooses_on_val_among_early_runs():
+    spec = importlib.util.spec_from_file_location("sweep", ROOT / "benchmarks/sweep_router.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+
+    def row(router, gamma, base, val, test):
+        return dict(
+            router=router,
+            gamma=gamma,
+            prior_base=base,
+            inference_rule="default",
+            accuracy_val=val,
+            accuracy_test=test,
+        )
+
+    rows = [
+        row("early", 0.1, 1.0, 0.50, 0.90),  # best on test: must not be chosen
+        row("early", 0.01, 2.0, 0.70, 0.60),
+        row("early", 0.001, 2.0, 0.70, 0.55),  # tie on val: the smaller γ
+        row("online", 0.01, 1.0, 0.95, 0.95),  # online is not searched when early was swept
+    ]
+    assert sweep.choose(rows)["gamma"] == 0.001
+    assert sweep.choose(rows[3:])["router"] == "online"

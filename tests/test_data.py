@@ -70,6 +70,9 @@ def test_plan_counts():
         ("test", 6, 40),
         ("interp", 5, 40),
         ("extrap", 7, 40),
+        ("val", 3, 40),
+        ("val", 4, 40),
+        ("val", 6, 40),
     ]
 
 
@@ -120,6 +123,10 @@ def test_size_below_minimum_and_too_small_space(tmp_path):
     # MANO L=1 has 1587 expressions: a disjoint test split cannot exist next to 20000 train ones.
     cfg = task_cfg("mano", train=[1, 2, 4], interp=[3], extrap=[5], n_train=20000)
     with pytest.raises(AniraInputError, match="only 1587 distinct"):
+        generate_dataset(cfg, "tiny", 0, tmp_path / "b")
+    # 1520 train + 40 test examples of L=1 fit in 1587, the 40 val ones on top do not.
+    cfg = task_cfg("mano", train=[1, 2, 4], interp=[3], extrap=[5], n_train=3 * 1520)
+    with pytest.raises(AniraInputError, match="only 1587 distinct.*40 val examples"):
         generate_dataset(cfg, "tiny", 0, tmp_path / "b")
     # BREVO N=3 with 3 labels: the space is found too small while drawing; nothing is left.
     cfg = task_cfg("brevo", train=[3], interp=[], extrap=[], n_train=3000, n_eval_per_size=2000)
@@ -183,7 +190,13 @@ def test_splits_content_and_disjointness(tmp_path, name):
     task, vocab = load_task(out), load_vocab(out)
     assert vocab.tokens[0] == "<pad>" and vocab.tokens[1:] == task.vocab_tokens(7)
     frames = {split: load_split(out, split) for split in SPLITS}
-    expected_sizes = {"train": [3, 4, 6], "test": [3, 4, 6], "interp": [5], "extrap": [7]}
+    expected_sizes = {
+        "train": [3, 4, 6],
+        "val": [3, 4, 6],
+        "test": [3, 4, 6],
+        "interp": [5],
+        "extrap": [7],
+    }
     train_keys = {tuple(t) for t in frames["train"]["token_str"]}
     seen_eval: set[tuple] = set()
     for split, df in frames.items():

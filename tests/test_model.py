@@ -205,8 +205,9 @@ def test_loss_is_answer_cross_entropy_plus_gamma_kl():
     for b, t in itertools.product(range(3), range(T - 1)):
         if answer[b, t + 1]:
             terms.append(-torch.log_softmax(out.logits[b, t], -1)[tokens[b, t + 1]].item())
+    # KL summed over each sequence's non-pad tokens, averaged over the 3 sequences
     kls = [out.kl[b, t].item() for b, t in itertools.product(range(3), range(T)) if tokens[b, t]]
-    expected = sum(terms) / len(terms) + 0.3 * sum(kls) / len(kls)
+    expected = sum(terms) / len(terms) + 0.3 * sum(kls) / 3
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert parts["ce"] == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 

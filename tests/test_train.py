@@ -72,7 +72,7 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
     assert factors[-1] == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("router", ["fixed", "early", "online"])
+@pytest.mark.parametrize("router", ["fixed", "fixed1", "early", "online"])
 def test_training_writes_checkpoint_metrics_and_manifest(tiny_dataset, tmp_path, router):
     out = tmp_path / router
     train(train_cfg(tiny_dataset["brevo"], out, router))
@@ -82,6 +82,11 @@ def test_training_writes_checkpoint_metrics_and_manifest(tiny_dataset, tmp_path,
     assert state["step"] == 12 and state["config"]["router"]["name"] == router
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # logged every 4 of 12 steps
+    # fixed1 is a fixed-depth baseline: the fixed router at D' = 1 instead of the task's D
+    task_depth = state["config"]["task"]["scales"]["mini"]["max_depth"]
+    model = state["model_config"]
+    assert model["router"] == router.rstrip("1") and task_depth > 1
+    assert model["max_depth"] == (1 if router == "fixed1" else task_depth)
 
 
 @pytest.mark.parametrize("curriculum", [0.0, 0.5])
@@ -126,6 +131,10 @@ def test_resume_from_another_configuration_is_refused(tiny_dataset, tmp_path):
         (["task.scales.mini.max_depth=0"], "task.scales.mini.max_depth must be a positive integer"),
         (["data_dir=does/not/exist"], "not found"),
         (["task=mano"], "holds task"),
+        (["router=fixed", "router.depth=99"], "router.depth must be at most"),
+        (["router=early", "++router.depth=2"], "router.depth needs a fixed router"),
+        (["router=early", "router.estimator=nope"], "router.estimator must be one of"),
+        (["router=early", "router.kind=nope"], "router.kind must be one of"),
     ],
 )
 def test_bad_input_is_one_line_error_and_writes_nothing(tiny_dataset, tmp_path, args, message):

@@ -2,22 +2,24 @@
 
 A dataset directory holds, for one task, scale and seed::
 
-    train.parquet test.parquet interp.parquet extrap.parquet   one row per example
+    train.parquet val.parquet test.parquet interp.parquet extrap.parquet   one row per example
     vocab.json     the token list (``<pad>`` at id 0) and its SHA-256
     config.yaml    the task config, scale, seed and the task's effective parameters
     summary.json   counts and rejected duplicates per split and size
     manifest.json  SHA-256 of every file above (written last)
 
-Splits by difficulty: ``train`` and ``test`` use the training sizes, ``interp`` sizes held out
-strictly inside the training range, ``extrap`` sizes strictly beyond it. ``n_train`` examples are
-spread evenly over the training sizes; every other split has ``n_eval_per_size`` per size.
+Splits by difficulty: ``train``, ``val`` and ``test`` use the training sizes, ``interp`` sizes
+held out strictly inside the training range, ``extrap`` sizes strictly beyond it. ``n_train``
+examples are spread evenly over the training sizes; every other split has ``n_eval_per_size`` per
+size. ``val`` is for choosing (hyperparameters, settings), ``test`` for reporting.
 
 Determinism: each (split, size) draws from its own RNG,
 ``SeedSequence(seed, spawn_key=(split index, size))``, so the same seed gives byte-identical files
 and adding a size never changes the examples of another. Duplicates inside ``train`` are kept (they
-are i.i.d. draws); an example of ``test``, ``interp`` or ``extrap`` whose token sequence occurs in
-``train`` or earlier in an evaluation split is rejected and redrawn, and the rejections are counted
-in ``summary.json``. A size whose example space is too small to fill a split that way is an error.
+are i.i.d. draws); an example of an evaluation split whose token sequence occurs in ``train`` or
+earlier in an evaluation split (``val`` is drawn last) is rejected and redrawn, and the rejections
+are counted in ``summary.json``. A size whose example space is too small to fill a split that way
+is an error.
 
 Parquet columns: ``id``, ``task``, ``size``, ``split``, ``tokens`` (list of int64 ids),
 ``token_str``, ``answer_mask``, ``instance`` (JSON) and ``f_<feature>`` (list of float, null where
@@ -183,15 +185,16 @@ def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, in
     plan = [("train", s, n) for s, n in zip(train, per_train, strict=True)]
     plan += [("test", s, n_eval) for s in tested]
     plan += [("interp", s, n_eval) for s in interp] + [("extrap", s, n_eval) for s in extrap]
-    train_counts = dict(zip(train, per_train, strict=True))
+    plan += [("val", s, n_eval) for s in tested]
+    drawn: dict[int, int] = {}  # examples of a size planned so far, train included
     for split, size, count in plan:
+        drawn[size] = drawn.get(size, 0) + count
         space = task.space_size(size)
-        needed = count + train_counts.get(size, 0)
-        if split != "train" and space is not None and space < needed:
+        if split != "train" and space is not None and space < drawn[size]:
             raise AniraInputError(
                 f"task {task.name} size {size} has only {space} distinct examples: too few for "
-                f"{count} {split} examples disjoint from the training examples of that size; "
-                "choose larger sizes or fewer examples"
+                f"{count} {split} examples disjoint from the training and evaluation examples of "
+                "that size; choose larger sizes or fewer examples"
             )
     return plan
 

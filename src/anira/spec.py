@@ -113,7 +113,7 @@ class RunSpec:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> RunSpec:
         from anira.model import ModelConfig
-        from anira.model.model import EXECUTIONS, ONLINE_RULES
+        from anira.model.model import ESTIMATORS, EXECUTIONS, ONLINE_RULES, ROUTERS
 
         try:
             c = OmegaConf.to_container(cfg, resolve=True)
@@ -135,13 +135,25 @@ class RunSpec:
                 f"scale.model.n_heads={n_heads} must divide d_model={d_model} into heads of "
                 "even size (RoPE rotates pairs of dimensions)"
             )
+        max_depth = integer(at_scale.get("max_depth"), key + "max_depth", 1)
+        # `name` labels the results; `kind` is the model's router (fixed1 is a fixed router)
+        kind = choice(router.get("kind", router["name"]), "router.kind", ROUTERS)
+        if router.get("depth") is not None:  # a fixed-depth baseline at D' ≤ D
+            if kind != "fixed":
+                raise AniraInputError(f"router.depth needs a fixed router, got {kind}")
+            max_depth = integer(router["depth"], "router.depth", 1)
+            if max_depth > at_scale.get("max_depth"):
+                raise AniraInputError(
+                    f"router.depth must be at most the task's D = {at_scale['max_depth']}, "
+                    f"got {max_depth}"
+                )
         try:
             model = ModelConfig(
                 d_model=d_model,
                 n_heads=n_heads,
                 mlp_ratio=integer(shape["mlp_ratio"], "scale.model.mlp_ratio", 1),
-                max_depth=integer(at_scale.get("max_depth"), key + "max_depth", 1),
-                router=router["name"],
+                max_depth=max_depth,
+                router=kind,
                 online_rule=choice(
                     router.get("inference_rule", "median"), "router.inference_rule", ONLINE_RULES
                 ),
@@ -150,6 +162,7 @@ class RunSpec:
                 gumbel_tau=number(
                     router.get("gumbel_tau", 1.0), "router.gumbel_tau", low_open=True
                 ),
+                estimator=choice(router.get("estimator", "unroll"), "router.estimator", ESTIMATORS),
                 execution=choice(shape["execution"], "scale.model.execution", EXECUTIONS),
             )
         except AssertionError as err:  # ModelConfig's own checks, for anything not named above

@@ -23,11 +23,22 @@ Notable features:
 - Pad positions (id 0, at the right end) execute one iteration (they never influence a real
   token) and are left out of the loss and the FLOP count. ``forward(tokens, depth=…)`` forces the
   executed depths (tests, benchmarks); q and the KL are still the router's.
-- Straight-through estimator: the final state of every token is multiplied by
-  ``w = 1 + p - p.detach()`` where p is the router's probability of the depth it executed (the
-  Gumbel-softmax weight for ANIRA-E in training, q(d) otherwise). The value is exactly 1, so the
-  forward pass is unchanged bit for bit, and the cross-entropy sends ∂L/∂p = <∂L/∂s, s> to the
-  router.
+- Training estimators (``ModelConfig.estimator``), both straight-through (hard forward, soft
+  backward); neither changes a forward value:
+  - ``unroll`` (the paper's, default): a static dense unroll to D. Every iteration is computed for
+    every token and iteration r's update is gated,
+    ``s_r = s_{r-1} + keep_r · (core(s_{r-1}) − s_{r-1})``, with keep_r = 1[d ≥ r] in the forward
+    pass (a halted token's state, keys and values stay frozen) and a soft keep_r in the backward
+    pass: ANIRA-E Σ_{d≥r} y_d of the Gumbel-softmax sample y, ANIRA-O the survival
+    S_{r-1} = Π_{j<r}(1−λ_j). So ∂L/∂keep_r = <∂L/∂s_r, core(s_{r-1}) − s_{r-1}>: the router
+    learns whether running iteration r (one more depth) lowers the loss. Costs D full core steps.
+  - ``rescale_final`` (ours, not the paper's): the final state is multiplied by
+    ``w = 1 + p − p.detach()`` (p: the router's probability of the depth it executed). The router
+    then only learns whether *scaling the final state* lowers the loss (∂L/∂p = <∂L/∂s, s>), not
+    whether another depth would; kept because it is the only estimator that trains with packed
+    execution (halted tokens are never computed).
+  Inference, evaluation and the fixed router always run the executed depths only (dense, packed or
+  auto), with the same values as the unroll's forward pass.
 - Execution: ``dense`` is the slow reference (every token runs every iteration, halted tokens are
   put back with ``torch.where``); ``packed`` runs only the active token-steps
   (``anira.model.packed``); ``auto`` picks per iteration by the measured crossover in active
@@ -49,6 +60,7 @@ ROUTERS = ("fixed", "early", "online")
 ONLINE_RULES = ("median", "mode")
 EXECUTIONS = ("dense", "packed", "auto")
 HALTED_VIEWS = ("frozen", "active_only", "recompute")
+ESTIMATORS = ("unroll", "rescale_final")
 
 
 @dataclass
@@ -61,9 +73,10 @@ class ModelConfig:
     max_depth: int = 6  # D: 14 for MANO, 6 elsewhere (the paper)
     router: str = "fixed"  # fixed | early (ANIRA-E) | online (ANIRA-O)
     online_rule: str = "median"  # ANIRA-O inference: median (first d with CDF ≥ ½) | mode
-    gamma: float = 0.01  # weight of KL(q || p_b) per token, averaged over non-pad tokens
+    gamma: float = 0.01  # weight of KL(q || p_b), summed over a sequence's tokens, mean over seqs
     prior_base: float = 1.0  # b of p_b(d) ∝ b^-d: 1 is an entropy bonus, > 1 penalises depth
     gumbel_tau: float = 1.0  # ANIRA-E Gumbel-softmax temperature (training only)
+    estimator: str = "unroll"  # training: unroll (paper) | rescale_final (ours, packed-compatible)
     execution: str = "auto"  # dense (reference) | packed (active tokens only) | auto (crossover)
     halted_view: str = "frozen"  # frozen (paper) | active_only (halted tokens vanish) | recompute
     router_hidden_ratio: int = 3  # heads LN→Linear(d,3d)→GELU→Linear: ≈8% of params (paper)
@@ -74,6 +87,7 @@ class ModelConfig:
         assert self.router in ROUTERS, f"router must be one of {ROUTERS}, got {self.router!r}"
         assert self.online_rule in ONLINE_RULES, f"online_rule must be in {ONLINE_RULES}"
         assert self.execution in EXECUTIONS, f"execution must be one of {EXECUTIONS}"
+        assert self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}"
         assert self.halted_view in HALTED_VIEWS, f"halted_view must be one of {HALTED_VIEWS}"
         assert self.max_depth >= 1, f"max_depth must be at least 1, got {self.max_depth}"
         assert self.d_model % self.n_heads == 0, "d_model must be a multiple of n_heads"
@@ -294,6 +308,10 @@ class FixedRouter(nn.Module):
         """(log q [B, T, D] float32 or None, probability of the executed depth for the ST)."""
         return None, None
 
+    def keep(self, state, r: int) -> torch.Tensor | None:
+        """The soft keep_r [B, T] of the ``unroll`` estimator (None: no decision to train)."""
+        return None
+
     def head_calls(self, depth: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(depth)
 
@@ -323,6 +341,10 @@ class EarlyRouter(FixedRouter):
     def finish(self, state):
         chosen = state.extra["soft"].gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1)
         return state.extra["log_q"], chosen
+
+    def keep(self, state, r):
+        """Σ_{d≥r} y_d: the sample's mass on depths that run iteration r."""
+        return state.extra["soft"][..., r - 1 :].sum(-1)
 
     def head_calls(self, depth):
         return torch.ones_like(depth)
@@ -378,6 +400,13 @@ class OnlineRouter(FixedRouter):
         chosen = log_q.gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1).exp()
         return log_q, chosen
 
+    def keep(self, state, r):
+        """The survival S_{r-1} = Π_{j<r}(1−λ_j) = P(d ≥ r) from the λ's observed so far."""
+        observed = state.extra["z"][: r - 1]
+        if not observed:
+            return torch.ones(state.depth.shape, device=state.depth.device)
+        return F.logsigmoid(-torch.stack(observed, -1)).sum(-1).exp()
+
     def head_calls(self, depth):
         return depth.clamp(max=self.cfg.max_depth - 1)
 
@@ -399,6 +428,18 @@ class DenseExecutor:
 
     def step(self, s: torch.Tensor, depth: torch.Tensor, r: int) -> torch.Tensor:
         active = depth >= r
+        return torch.where(active.unsqueeze(-1), self.candidate(s, active), s)
+
+    def unroll_step(self, s, depth, r, keep: torch.Tensor) -> torch.Tensor:
+        """The ``unroll`` estimator's step: ``step``'s value (keep_r hard), with the gradient of
+        ``s + keep_r · (core(s) − s)`` for the soft keep_r [B, T]."""
+        active = depth >= r
+        new = self.candidate(s, active)
+        hard = torch.where(active.unsqueeze(-1), new, s)
+        return hard + (keep - keep.detach()).unsqueeze(-1).to(s.dtype) * (new - s)
+
+    def candidate(self, s: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """core(s) for every token (``active`` only shapes the ``active_only`` mask)."""
         x = self.core.inject(s, self.e)
         q, k, v = self.core.layer.project(x, self.cos, self.sin)
         mask = None
@@ -407,8 +448,7 @@ class DenseExecutor:
             causal = torch.ones(T, T, dtype=torch.bool, device=s.device).tril()
             eye = torch.eye(T, dtype=torch.bool, device=s.device)
             mask = (causal & (active[:, None, :] | eye)).unsqueeze(1)
-        new = self.core.layer.finish(x, self.core.layer.attend(q, k, v, mask))
-        return torch.where(active.unsqueeze(-1), new.to(s.dtype), s)
+        return self.core.layer.finish(x, self.core.layer.attend(q, k, v, mask)).to(s.dtype)
 
     def map_active(self, fn, s, active, prev):
         return torch.where(active, fn(s), prev)
@@ -439,9 +479,14 @@ class AniraModel(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
+    def unrolls(self) -> bool:
+        """Whether this forward pass trains a router through the ``unroll`` estimator."""
+        return self.training and self.cfg.estimator == "unroll" and self.cfg.router != "fixed"
+
     def executor(self, e, cos, sin):
-        """dense, packed or auto (``anira.model.packed``); ``recompute`` is the dense path."""
-        if self.cfg.execution == "dense" or self.cfg.halted_view == "recompute":
+        """dense, packed or auto (``anira.model.packed``); ``recompute`` and the ``unroll``
+        estimator use the dense path."""
+        if self.cfg.execution == "dense" or self.cfg.halted_view == "recompute" or self.unrolls():
             return DenseExecutor(self, e, cos, sin, self.cfg.halted_view)
         from anira.model.packed import PackedExecutor
 
@@ -465,18 +510,24 @@ class AniraModel(nn.Module):
         e = self.prelude(self.embed(tokens), cos, sin)
         state = self.router.start(e, valid, depth, self.training)
         executor = self.executor(e, cos, sin)
+        unroll = self.unrolls()
         s, states = e, [e]
         for r in range(1, D + 1):
-            if not bool((state.depth >= r).any()):
+            if not unroll and not bool((state.depth >= r).any()):
                 states += [s] * (D + 1 - r)
                 break
-            s = executor.step(s, state.depth, r)
+            if unroll:  # every iteration, even past every token's depth: keep_r's gradient
+                s = executor.unroll_step(s, state.depth, r, self.router.keep(state, r))
+            else:
+                s = executor.step(s, state.depth, r)
             states.append(s)
             if r < D:
                 self.router.observe(state, s, r, executor)
         log_q, chosen = self.router.finish(state)
 
-        final = s if chosen is None else s * (1.0 + chosen - chosen.detach()).unsqueeze(-1)
+        final = s
+        if chosen is not None and self.training and not unroll:  # rescale_final
+            final = s * (1.0 + chosen - chosen.detach()).unsqueeze(-1)
         logits = self.lm_head(self.norm(self.coda(final, cos, sin)))
         if log_q is None:
             q, kl = None, torch.zeros((B, T), device=tokens.device)
@@ -499,12 +550,13 @@ class AniraModel(nn.Module):
         self, out: ModelOutput, tokens: torch.Tensor, answer_mask: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """CE of the logits at t against token t+1 where answer_mask[t+1], averaged over answer
-        tokens, plus gamma · KL(q || p_b) averaged over non-pad tokens."""
+        tokens, plus gamma · KL(q || p_b) summed over the non-pad tokens of each sequence and
+        averaged over sequences (the paper's reduction: γ weighs a whole sequence's KL)."""
         assert answer_mask.shape == tokens.shape, "answer_mask must be aligned with tokens"
         targets = answer_mask[:, 1:].bool()
         logits = out.logits[:, :-1][targets].float()
         ce = F.cross_entropy(logits, tokens[:, 1:][targets]) if logits.numel() else logits.sum()
-        kl = out.kl[out.valid].mean() if bool(out.valid.any()) else out.kl.sum()
+        kl = out.kl.masked_fill(~out.valid, 0.0).sum(-1).mean()
         loss = ce + self.cfg.gamma * kl
         parts = {"loss": loss.detach().item(), "ce": ce.detach().item(), "kl": kl.detach().item()}
         return loss, parts
