@@ -255,7 +255,8 @@ def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
         for split in ("interp", "extrap"):
             empty = pd.read_parquet(tmp_path / "eval" / f"{split}.{kind}.parquet")
             assert empty.empty and list(empty.columns) == list(test.columns)
-    assert len(pd.read_parquet(tmp_path / "eval" / "test.examples.parquet")) == 2 * 4
+    for split in ("test", "val"):  # 4 examples per size of the tiny scale, sizes 2 and 3
+        assert len(pd.read_parquet(tmp_path / "eval" / f"{split}.examples.parquet")) == 2 * 4
 
 
 def random_valid_order(instance, rng):
