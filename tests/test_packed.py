@@ -148,22 +148,26 @@ def test_auto_mixes_dense_and_packed_steps_without_changing_results(crossover):
 
 
 def test_measured_crossover_table_and_lookup():
-    assert set(MEASURED_CROSSOVER) == {"forward", "forward_backward"}
+    assert set(MEASURED_CROSSOVER) == {"cpu"}
+    assert set(MEASURED_CROSSOVER["cpu"]) == {"forward", "forward_backward"}
     for backward, table in (
-        (False, MEASURED_CROSSOVER["forward"]),
-        (True, MEASURED_CROSSOVER["forward_backward"]),
+        (False, MEASURED_CROSSOVER["cpu"]["forward"]),
+        (True, MEASURED_CROSSOVER["cpu"]["forward_backward"]),
     ):
         assert all(0.0 <= f <= 1.0 for f in table.values())
         sizes = sorted(table)
-        assert measured_crossover(sizes[-1] * 10, backward) == table[sizes[-1]]
-        assert measured_crossover(1, backward) == table[sizes[0]]
+        assert measured_crossover(sizes[-1] * 10, backward, "cpu") == table[sizes[-1]]
+        assert measured_crossover(1, backward, "cpu") == table[sizes[0]]
         for low, high in zip(sizes, sizes[1:], strict=False):
-            assert measured_crossover(high - 1, backward) == table[low]
-            assert measured_crossover(high, backward) == table[high]
+            assert measured_crossover(high - 1, backward, "cpu") == table[low]
+            assert measured_crossover(high, backward, "cpu") == table[high]
+        # Measured on the CPU only: on a GPU, auto runs the dense reference.
+        assert measured_crossover(sizes[-1], backward, "cuda") == 0.0
 
 
 def test_code_crossover_is_the_stored_measurement():
     """``MEASURED_CROSSOVER`` must be what benchmarks/bench_packed.py last measured and stored."""
     stored = Path(__file__).resolve().parents[1] / "benchmarks/results/packed.json"
     table = json.loads(stored.read_text())["crossover_table"]
-    assert {p: {int(w): f for w, f in t.items()} for p, t in table.items()} == MEASURED_CROSSOVER
+    stored_table = {p: {int(w): f for w, f in t.items()} for p, t in table.items()}
+    assert stored_table == MEASURED_CROSSOVER["cpu"]

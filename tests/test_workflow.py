@@ -1,5 +1,5 @@
 """The workflow as users drive it: lint, dry runs (default and SLURM profile), a tiny study end to
-end through Snakemake, and the DVC round trip (repro → push → delete → pull → nothing to do).
+end through Snakemake and through the fake SLURM (the DVC scenarios are in test_faults.py).
 
 Runs that write results work in a copy of the repository's workflow files under a temporary
 directory, so they never touch the checkout's `results/`."""
@@ -77,26 +77,6 @@ def test_tiny_study_end_to_end_then_nothing_to_do(tmp_path):
         assert (repo / "paper_figures" / f"{name}.png").stat().st_size > 0
     again = run(["snakemake", "-n", "--cores", "2"], cwd=repo)
     assert "Nothing to be done" in again.stdout + again.stderr
-
-
-@pytest.mark.slow
-def test_dvc_round_trip_never_retrains_a_pulled_checkpoint(tmp_path):
-    repo = study_copy(tmp_path / "repo")
-    remote = tmp_path / "remote"
-    run(["git", "init", "-q"], cwd=repo)
-    run(["dvc", "repro", "-q"], cwd=repo)
-    run(["dvc", "remote", "add", "-d", "local", str(remote)], cwd=repo)
-    run(["dvc", "push", "-q"], cwd=repo)
-    checkpoint = next((repo / "results" / "mini" / "checkpoints").rglob("model.pt"))
-    trained = checkpoint.read_bytes()
-    shutil.rmtree(repo / "results" / "mini")
-    shutil.rmtree(repo / "paper_figures")
-    run(["dvc", "pull", "-q"], cwd=repo)
-    assert checkpoint.read_bytes() == trained
-    run(["snakemake", "--cores", "1", "--touch"], cwd=repo)
-    after = run(["snakemake", "-n", "--cores", "1"], cwd=repo)
-    assert "Nothing to be done" in after.stdout + after.stderr
-    assert run(["dvc", "status", "-q"], cwd=repo, check=False).returncode == 0
 
 
 @pytest.mark.slow

@@ -20,48 +20,56 @@ into a [R, Q_max] slot tensor (R = sequences with an active token, Q_max = most 
 one sequence), with a mask that lets slot (b, i) at position t see keys 0..t of sequence b. Cost
 is R·Q_max·T, against B·T·T dense.
 
-``execution = auto`` runs each iteration densely when the active fraction exceeds the measured
-crossover for the step's work B·T·d_model² (``MEASURED_CROSSOVER``; ``ModelConfig.packed_crossover``
-overrides it) and packed otherwise; a dense step also refreshes the key/value cache, so the two can
-alternate from one iteration to the next.
+``execution = auto`` runs each iteration densely when the active fraction exceeds the crossover
+measured for the step's work B·T·d_model² on the device type it runs on (``MEASURED_CROSSOVER``;
+``ModelConfig.packed_crossover`` overrides it; a device type never measured runs densely) and
+packed otherwise; a dense step also refreshes the key/value cache, so the two can alternate from
+one iteration to the next.
 """
 
 from __future__ import annotations
 
 import torch
 
-# Active fraction above which a dense core step beats a packed one, with and without autograd,
-# keyed by the step's work W = B·T·d_model² (tokens times width squared): the packed step pays a
-# fixed cost per iteration (gathers, scatters, small kernels) against matmul work ∝ W, so small
-# batches of a narrow model never gain (0.0: dense always wins). Measured, not guessed:
-# ``python benchmarks/bench_packed.py`` (section "crossover": iteration 3 of the core, sequences of
-# 40 tokens, mini model d_model 64 at batches 1/4/16/64 and paper model d_model 576 at 1/16, on
-# this project's 2-core CPU); the measurement is in benchmarks/results/packed.json. A batch uses
-# the entry of the largest measured W not above its own (the smallest entry below that).
+# Active fraction above which a dense core step beats a packed one, per device type (``cpu``,
+# ``cuda``) with and without autograd, keyed by the step's work W = B·T·d_model² (tokens times
+# width squared): the packed step pays a fixed cost per iteration (gathers, scatters, small
+# kernels) against matmul work ∝ W, so small batches of a narrow model never gain (0.0: dense
+# always wins). Measured, not guessed: ``python benchmarks/bench_packed.py`` (section "crossover":
+# iteration 3 of the core, sequences of 40 tokens, mini model d_model 64 at batches 1/4/16/64 and
+# paper model d_model 576 at 1/16, on this project's 2-core CPU); the measurement is in
+# benchmarks/results/packed.json. A batch uses the entry of the largest measured W not above its
+# own (the smallest entry below that). A device type with no measurement runs ``auto`` densely:
+# the CPU's crossovers say nothing about a GPU's kernels.
 MEASURED_CROSSOVER = {
-    "forward": {
-        163840: 0.0,
-        655360: 0.0,
-        2621440: 0.5,
-        10485760: 0.75,
-        13271040: 0.8,
-        212336640: 0.9,
-    },
-    "forward_backward": {
-        163840: 0.0,
-        655360: 0.35,
-        2621440: 0.65,
-        10485760: 0.85,
-        13271040: 0.9,
-        212336640: 0.9,
+    "cpu": {
+        "forward": {
+            163840: 0.0,
+            655360: 0.0,
+            2621440: 0.5,
+            10485760: 0.75,
+            13271040: 0.8,
+            212336640: 0.9,
+        },
+        "forward_backward": {
+            163840: 0.0,
+            655360: 0.35,
+            2621440: 0.65,
+            10485760: 0.85,
+            13271040: 0.9,
+            212336640: 0.9,
+        },
     },
 }
 
 
-def measured_crossover(work: int, backward: bool) -> float:
-    """The measured crossover for a core step of work B·T·d_model². Example: mini model, batch
-    64 × 40 tokens with autograd → W = 2560·64² = 10,485,760 → that entry of the table."""
-    table = MEASURED_CROSSOVER["forward_backward" if backward else "forward"]
+def measured_crossover(work: int, backward: bool, device: str) -> float:
+    """The crossover measured on ``device`` (a device type) for a core step of work
+    B·T·d_model²; 0.0 (always dense) on a device type never measured. Example: mini model on the
+    CPU, batch 64 × 40 tokens with autograd → W = 2560·64² = 10,485,760 → that entry."""
+    if device not in MEASURED_CROSSOVER:
+        return 0.0
+    table = MEASURED_CROSSOVER[device]["forward_backward" if backward else "forward"]
     sizes = sorted(table)
     return table[max((n for n in sizes if n <= work), default=sizes[0])]
 
@@ -80,7 +88,7 @@ class PackedExecutor:
             self.crossover = cfg.packed_crossover
         else:
             work = self.B * self.T * e.shape[-1] ** 2
-            self.crossover = measured_crossover(work, torch.is_grad_enabled())
+            self.crossover = measured_crossover(work, torch.is_grad_enabled(), e.device.type)
         self.k: torch.Tensor | None = None  # [B·T, H, hd] keys of every position, current or frozen
         self.v: torch.Tensor | None = None
         self.positions = torch.arange(self.T, device=e.device)
