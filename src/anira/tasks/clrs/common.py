@@ -100,7 +100,7 @@ class ClrsTask(Task):
 
     align: ClassVar[str] = "position"
     # CLRS-Text layout: DeepMind's algorithm name, input field names, output field names, how
-    # the answer is written (text.ANSWER_KINDS)
+    # the answer is written (the kinds of text.write_answer)
     text_name: ClassVar[str]
     text_inputs: ClassVar[tuple[str, ...]]
     text_outputs: ClassVar[tuple[str, ...]]

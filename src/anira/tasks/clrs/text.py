@@ -32,12 +32,11 @@ LAYOUTS = ("compact", "clrs_text")
 OPEN, CLOSE, COMMA = "[", "]", ","
 PUNCTUATION = [OPEN, CLOSE, COMMA]
 
-# How the compact answer is written (see ClrsTask.text_answer):
+# How the compact answer is written (ClrsTask.text_answer, the ``kind`` below):
 #   "bare": the tokens as they are (a position, a value);
 #   "fields": one bare token per output field, comma-separated (``start , end``);
 #   "array": one bracketed array; "matrix": rows (split by ``|`` in the compact layout) bracketed;
 #   "mask": the answer's items (node or item indices) as a 0/1 mask over all of them.
-ANSWER_KINDS = ("bare", "fields", "array", "matrix", "mask")
 
 Origin = list[int | None]  # per text token: the compact answer token it writes, None for syntax
 
