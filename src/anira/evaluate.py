@@ -12,8 +12,9 @@ Two views of each example:
 - **generated** (per-example ``correct``): greedy decoding from the prompt (through ``<ans>``) until
   ``<eos>``, scored by the task (BREVO accepts any valid order). The model is causal and each
   token's depth depends only on its prefix, so one forward pass over a prefix gives exactly the
-  incremental decoding semantics of STUDY.md (a query at iteration r reads a past token's state at
-  iteration min(r, d_past)); re-running the prefix each step is the reference, not the fast path.
+  incremental decoding semantics of docs/study.md (a query at iteration r reads a past token's
+  state at iteration min(r, d_past)); re-running the prefix each step is the reference, not the
+  fast path.
 
 ``mean_depth`` is the mean executed depth over the generated answer tokens (what the model spends
 when it solves the example); ``tf_mean_depth`` and ``mean_expected_depth`` are over the gold answer.

@@ -11,7 +11,7 @@ Notable features:
 - Per-token depth d ∈ {1..D}. Iteration r updates only tokens with d ≥ r; a token past its depth
   keeps its state frozen, and its keys/values — computed from the frozen state — stay visible to the
   tokens still iterating. So at iteration r a query reads past token j's state after
-  ``min(r - 1, d_j)`` iterations (the *input* of iteration r; STUDY.md's "state at iteration
+  ``min(r - 1, d_j)`` iterations (the *input* of iteration r; docs/study.md's "state at iteration
   min(r, d_j)" counted from the iteration that produced it). ``halted_view`` changes what halted
   tokens show (see ``ModelConfig``).
 - Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``) with the
@@ -67,7 +67,7 @@ ESTIMATORS = ("unroll", "rescale_final")
 class ModelConfig:
     vocab_size: int = 64  # set by the dataset's vocab.json
     max_seq_len: int = 256  # longest sequence of any split (extrapolation included); RoPE table
-    d_model: int = 64  # ≈0.15M parameters at 64: learns BREVO N≤6 in CPU minutes (STUDY.md)
+    d_model: int = 64  # ≈0.15M parameters at 64: learns BREVO N≤6 in CPU minutes (docs/study.md)
     n_heads: int = 4  # head dim 16 at d_model 64
     mlp_ratio: int = 4  # the usual 4x MLP
     max_depth: int = 6  # D: 14 for MANO, 6 elsewhere (the paper)
@@ -568,7 +568,7 @@ class AniraModel(nn.Module):
     def flops(self, out: ModelOutput) -> dict[str, float]:
         """Forward compute of the non-pad tokens of ``out``.
 
-        - ``token_steps`` = Σ_t d_t, the executed active token-steps of the core (STUDY.md);
+        - ``token_steps`` = Σ_t d_t, the executed active token-steps of the core (docs/study.md);
         - ``head_calls``: decision-head evaluations (ANIRA-E: 1 per token; ANIRA-O: min(d_t, D−1));
         - FLOPs, counting a multiply-add as 2 and a query at position t attending to t+1 keys:
           per layer and token  2·P_layer + 4·d·(t+1)  (P_layer: matmul weights of the layer),

@@ -1,0 +1,138 @@
+"""The repository stands alone: no tracked file points outside it or to the issue tracker.
+
+A fresh clone holds only what ``git ls-files`` lists, so a tracked file that sends the reader to a
+file beside the repository (a planning note, a style guide) or to a tracker number cannot be
+followed. The study is explained in ``docs/study.md`` instead. The patterns are assembled from
+pieces so that this file does not match them itself.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DOT_MD = r"\.md"
+FORBIDDEN = {
+    "a path to a sibling folder of notes": re.compile(r"\.\./" + "shared"),
+    "the planning note of the study": re.compile("STUDY" + DOT_MD),
+    "the planning note of the architecture": re.compile("ARCHITECTURE" + DOT_MD),
+    "the planning note of the code style": re.compile("STYLE" + DOT_MD),
+    "an issue number": re.compile(r"\b" + "issues?" + r"\s*#?\s*\d+", re.IGNORECASE),
+    "a tracker reference": re.compile(r"(?:^|[\s(\[,;])" + "#" + r"\d{1,4}\b"),
+    "a machine path": re.compile(r"(?<![\w.])/" + "work" + "/"),
+}
+
+
+def tracked_files() -> list[Path]:
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return [ROOT / name for name in listed.decode().split("\0") if name]
+
+
+def text_of(path: Path) -> str | None:
+    """The file's text, or None for a binary file (a NUL byte) or one that is not UTF-8."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    data = path.read_bytes()
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def offending_lines(text: str) -> list[tuple[int, str, str]]:
+    """(line number, what it refers to, the line) for every forbidden reference in ``text``."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for what, pattern in FORBIDDEN.items():
+            if pattern.search(line):
+                found.append((number, what, line.strip()))
+    return found
+
+
+def test_no_tracked_file_refers_outside_the_repository():
+    files = tracked_files()
+    assert files, "git ls-files listed nothing"
+    problems = []
+    for path in files:
+        text = text_of(path)
+        if text is None:
+            continue
+        for number, what, line in offending_lines(text):
+            problems.append(f"{path.relative_to(ROOT)}:{number}: {what}: {line}")
+    assert not problems, "tracked files refer outside the repository:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "see `{}/{}` for the paper".format("..", "shared") + "/notes",
+        "the sizing of " + "STUDY" + ".md",
+        "layout as in " + "ARCHITECTURE" + ".md",
+        "follow " + "STYLE" + ".md",
+        "measured choices (" + "issue" + " 2's closing note)",
+        "fixed in " + "Issue" + " #" + "12",
+        "see " + "issues" + " 3 and 4",
+        "(" + "#" + "7)",
+        "data in " + "/work" + "/main/results",
+    ],
+)
+def test_each_kind_of_outside_reference_is_caught(line):
+    assert offending_lines(line), f"not caught: {line!r}"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "# a comment with a number: 3 issues remain open",
+        "color: '#1f77b4'",
+        "see docs/study.md, section MANO",
+        "results/mini/work/x and ../data/brevo",
+        "mean depth 4.1 (issue-free run)",
+    ],
+)
+def test_ordinary_lines_pass(line):
+    assert not offending_lines(line), f"false alarm: {line!r}"
+
+
+def test_binary_files_are_skipped(tmp_path):
+    binary = tmp_path / "figure.png"
+    binary.write_bytes(b"\x89PNG\0" + ("STUDY" + ".md").encode())
+    assert text_of(binary) is None
+
+
+def test_citation_file_agrees_with_the_package():
+    """CITATION.cff (CFF 1.2.0) names this software with the package's version and licence."""
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert citation["cff-version"] == "1.2.0"
+    for key in ("message", "title", "authors"):
+        assert citation.get(key), f"CITATION.cff lacks {key}"
+    assert str(citation["version"]) == project["version"]
+    assert citation["license"] == project["license"] == "MIT"
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+    paper = citation["preferred-citation"]
+    assert paper["title"] == "Understanding Dynamic Compute Allocation in Recurrent Transformers"
+    assert [a["family-names"] for a in paper["authors"]] == [
+        "Moosa",
+        "Lohit",
+        "Wang",
+        "Chatterjee",
+        "Yin",
+    ]
+    cited = " ".join(ref["title"] for ref in citation["references"])
+    for source in ("Part 1", "Part 4.1", "CLRS Algorithmic Reasoning Benchmark", "CLRS-Text"):
+        assert source in cited, f"CITATION.cff does not cite {source}"
