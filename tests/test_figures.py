@@ -9,19 +9,23 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 
 from anira.analysis.alignment import alignment_curves
+from anira.analysis.decision_timing import decision_timing_table
 from anira.analysis.depth_hist import depth_hist_table
 from anira.analysis.generalization import generalization_table
 from anira.analysis.records import load_records
-from anira.figures import fig_alignment, fig_depth_hist, fig_generalization
+from anira.figures import fig_alignment, fig_decision_timing, fig_depth_hist, fig_generalization
 from anira.figures.style import apply_style
 from tests.test_analysis import fake_records, write_eval_dir
+from tests.test_decision_timing import synthetic_tokens
 
 FIGURES = {
     "fig_generalization": "generalization.csv",
     "fig_alignment": "curves.csv",
     "fig_depth_hist": "depth_hist.csv",
+    "fig_decision_timing": "decision_timing.csv",
 }
 
 
@@ -38,6 +42,15 @@ def tables(tmp_path_factory) -> Path:
     generalization_table(load_records(dirs, "examples")).to_csv(root / "generalization.csv")
     alignment_curves(tokens[tokens["split"] == "test"]).to_csv(root / "curves.csv")
     depth_hist_table(tokens).to_csv(root / "depth_hist.csv")
+    timing = pd.concat(
+        [
+            synthetic_tokens(lambda f: f["f_graph_size"], 40, router="early"),
+            synthetic_tokens(lambda f: f["f_frontier"], 40, router="online"),
+            synthetic_tokens(lambda f: 0 * f["f_frontier"] + 6, 40, router="fixed", noise=0),
+        ]
+    )
+    timing = decision_timing_table({"generated": timing}, timing, n_boot=20)
+    timing.to_csv(root / "decision_timing.csv")
     return root
 
 
@@ -107,3 +120,23 @@ def test_alignment_and_hist_panels(tables):
     routers = ("fixed", "early", "online")
     expected = [f"{task} · {router}" for task in ("brevo", "mano") for router in routers]
     assert [ax.get_title() for ax in fig.axes] == expected
+
+
+def test_decision_timing_bars_per_group_and_router(tables):
+    apply_style()
+    table = pd.read_csv(tables / "decision_timing.csv")
+    fig = fig_decision_timing.draw(table)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "generated order · executed depth",
+        "generated order · expected depth",
+    ]
+    ax = fig.axes[0]
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[0] == "fixed: no regression, n=40/240"
+    assert labels[1].startswith("early: R²=") and labels[2].startswith("online: R²=")
+    heights = {
+        bars.get_label().split(":")[0]: [bar.get_height() for bar in bars]
+        for bars in ax.containers
+        if isinstance(bars, BarContainer)
+    }
+    assert heights["early"][0] > 0.9 and heights["online"][2] > 0.9  # size vs execution

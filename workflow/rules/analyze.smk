@@ -83,9 +83,42 @@ rule depth_hist:
         "python -m anira.analysis.depth_hist --out {output.table} {params.eval_dirs} > {log} 2>&1"
 
 
+rule decision_timing:
+    """Paper Table 2: depth regressed on BREVO features on correct samples, LMG shares of R²."""
+    input:
+        records=[
+            eval_records(kind, ANALYSIS["splits"])
+            for kind in ("tokens", "examples", "generated")
+        ],
+        code="src/anira/analysis/decision_timing.py",
+    output:
+        table=f"{ANALYSIS_DIR}/decision_timing.csv",
+    log:
+        f"{LOG_DIR}/analyze/decision_timing.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        eval_dirs=EVAL_DIRS,
+        splits=ANALYSIS["splits"],
+        bootstrap=ANALYSIS["bootstrap"],
+        ci=ANALYSIS["ci"],
+        seed=ANALYSIS["seed"],
+    shell:
+        "python -m anira.analysis.decision_timing --out {output.table} --splits {params.splits}"
+        " --bootstrap {params.bootstrap} --ci {params.ci} --seed {params.seed}"
+        " {params.eval_dirs} > {log} 2>&1"
+
+
 rule analyses:
     """Target: every analysis table (the DVC stage `analyze`)."""
     input:
         rules.generalization.output,
         rules.alignment.output,
         rules.depth_hist.output,
+        rules.decision_timing.output,

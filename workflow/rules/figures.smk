@@ -6,6 +6,7 @@ localrules:
     fig_generalization,
     fig_alignment,
     fig_depth_hist,
+    fig_decision_timing,
     figures,
     analyses,
     evaluations,
@@ -62,6 +63,22 @@ rule fig_depth_hist:
         CONDA_ENV
     shell:
         "python -m anira.figures.fig_depth_hist {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_decision_timing:
+    """Share of explained depth variance per feature group (size, structure, execution state)."""
+    input:
+        table=rules.decision_timing.output.table,
+        code=["src/anira/figures/fig_decision_timing.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_decision_timing"),
+    log:
+        f"{LOG_DIR}/figures/fig_decision_timing.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_decision_timing {input.table} --out {output.pdf} {output.png}"
         " > {log} 2>&1"
 
 
