@@ -16,16 +16,24 @@ from anira.analysis.decision_timing import decision_timing_table
 from anira.analysis.depth_hist import depth_hist_table
 from anira.analysis.generalization import generalization_table
 from anira.analysis.records import load_records
-from anira.figures import fig_alignment, fig_decision_timing, fig_depth_hist, fig_generalization
+from anira.figures import (
+    fig_alignment,
+    fig_decision_timing,
+    fig_depth_hist,
+    fig_generalization,
+    fig_probes,
+)
 from anira.figures.style import apply_style
 from tests.test_analysis import fake_records, write_eval_dir
 from tests.test_decision_timing import synthetic_tokens
+from tests.test_probes import probe_table
 
 FIGURES = {
     "fig_generalization": "generalization.csv",
     "fig_alignment": "curves.csv",
     "fig_depth_hist": "depth_hist.csv",
     "fig_decision_timing": "decision_timing.csv",
+    "fig_probes": "probes.csv",
 }
 
 
@@ -51,6 +59,7 @@ def tables(tmp_path_factory) -> Path:
     )
     timing = decision_timing_table({"generated": timing}, timing, n_boot=20)
     timing.to_csv(root / "decision_timing.csv")
+    probe_table().to_csv(root / "probes.csv")
     return root
 
 
@@ -140,3 +149,18 @@ def test_decision_timing_bars_per_group_and_router(tables):
         if isinstance(bars, BarContainer)
     }
     assert heights["early"][0] > 0.9 and heights["online"][2] > 0.9  # size vs execution
+
+
+def test_probe_panels_lines_and_own_halt_markers(tables):
+    apply_style()
+    fig = fig_probes.draw(pd.read_csv(tables / "probes.csv"))
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["brevo: height", "brevo: is_hub"]
+    ax = visible[0]
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+    assert len(lines) == 2 * 2  # feature and control per router
+    assert [list(line.get_xdata()) for line in lines][0] == [0, 1, 2]
+    markers = [
+        line for line in ax.get_lines() if line.get_marker() == "D" and len(line.get_xdata())
+    ]
+    assert len(markers) == 1  # own halting iteration: the early router only, not fixed

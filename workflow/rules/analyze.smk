@@ -115,6 +115,39 @@ rule decision_timing:
         " {params.eval_dirs} > {log} 2>&1"
 
 
+rule probes:
+    """Linear probes of every iteration's state for each task feature, with control tasks."""
+    input:
+        checkpoints=models(f"{CKPT_DIR}/manifest.json"),
+        data=expand(f"{DATA_DIR}/manifest.json", task=TASKS),
+        code="src/anira/analysis/probes.py",
+    output:
+        table=f"{ANALYSIS_DIR}/probes.csv",
+    log:
+        f"{LOG_DIR}/analyze/probes.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        models=model_and_data_options(),
+        split=ANALYSIS["probe_split"],
+        max_examples=ANALYSIS["probe_max_examples"],
+        folds=ANALYSIS["probe_folds"],
+        bootstrap=ANALYSIS["bootstrap"],
+        ci=ANALYSIS["ci"],
+        seed=ANALYSIS["seed"],
+    shell:
+        "python -m anira.analysis.probes --out {output.table} {params.models}"
+        " --split {params.split} --max-examples {params.max_examples} --folds {params.folds}"
+        " --bootstrap {params.bootstrap} --ci {params.ci} --seed {params.seed}"
+        " --threads {threads} > {log} 2>&1"
+
+
 rule analyses:
     """Target: every analysis table (the DVC stage `analyze`)."""
     input:
@@ -122,3 +155,4 @@ rule analyses:
         rules.alignment.output,
         rules.depth_hist.output,
         rules.decision_timing.output,
+        rules.probes.output,

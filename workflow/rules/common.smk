@@ -173,6 +173,16 @@ def models(pattern):
     return expand(pattern, task=TASKS, router=ROUTERS, seed=SEEDS)
 
 
+def model_and_data_options():
+    """`--model CKPT_DIR DATA_DIR` for every model of the study."""
+    return " ".join(
+        f"--model {CKPT_DIR} {DATA_DIR}".format(task=task, router=router, seed=seed)
+        for task in TASKS
+        for router in ROUTERS
+        for seed in SEEDS
+    )
+
+
 def dir_of(path):
     return str(Path(path).parent)
 

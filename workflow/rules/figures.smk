@@ -7,6 +7,7 @@ localrules:
     fig_alignment,
     fig_depth_hist,
     fig_decision_timing,
+    fig_probes,
     figures,
     analyses,
     evaluations,
@@ -79,6 +80,22 @@ rule fig_decision_timing:
         CONDA_ENV
     shell:
         "python -m anira.figures.fig_decision_timing {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_probes:
+    """Probe score against iteration, a panel per task feature, a line per router."""
+    input:
+        table=rules.probes.output.table,
+        code=["src/anira/figures/fig_probes.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_probes"),
+    log:
+        f"{LOG_DIR}/figures/fig_probes.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_probes {input.table} --out {output.pdf} {output.png}"
         " > {log} 2>&1"
 
 
