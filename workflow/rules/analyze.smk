@@ -148,6 +148,30 @@ rule probes:
         " --threads {threads} > {log} 2>&1"
 
 
+rule scorecard:
+    """Each headline finding of the paper: its number, ours with a CI, does the direction hold."""
+    input:
+        generalization=rules.generalization.output.table,
+        alignment=rules.alignment.output.table,
+        decision_timing=rules.decision_timing.output.table,
+        code="src/anira/analysis/scorecard.py",
+    output:
+        table=f"{ANALYSIS_DIR}/scorecard.csv",
+        markdown=f"{ANALYSIS_DIR}/scorecard.md",
+    log:
+        f"{LOG_DIR}/analyze/scorecard.log",
+    conda:
+        CONDA_ENV
+    params:
+        scale=SCALE,
+        seed=ANALYSIS["seed"],
+    shell:
+        "python -m anira.analysis.scorecard --generalization {input.generalization}"
+        " --alignment {input.alignment} --decision-timing {input.decision_timing}"
+        " --scale {params.scale} --seed {params.seed} --out {output.table}"
+        " --markdown {output.markdown} > {log} 2>&1"
+
+
 rule analyses:
     """Target: every analysis table (the DVC stage `analyze`)."""
     input:
@@ -156,3 +180,4 @@ rule analyses:
         rules.depth_hist.output,
         rules.decision_timing.output,
         rules.probes.output,
+        rules.scorecard.output,

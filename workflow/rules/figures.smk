@@ -8,6 +8,7 @@ localrules:
     fig_depth_hist,
     fig_decision_timing,
     fig_probes,
+    scorecard,
     figures,
     analyses,
     evaluations,
