@@ -57,7 +57,8 @@ def alignment(early=0.6, online=0.4):
 
 def timing(early_shares, online_shares, n_early=300, n_online=100):
     rows = []
-    for router, shares, n in (("early", early_shares, n_early), ("online", online_shares, n_online)):
+    routers = (("early", early_shares, n_early), ("online", online_shares, n_online))
+    for router, shares, n in routers:
         base = {"split": "test", "order": "gold", "depth": "expected", "router": router}
         rows.append(base | {"kind": "r2", "term": "all", "estimate": 0.4, "n_examples": n})
         for group, share in zip(("size", "structure", "execution"), shares, strict=True):
@@ -79,9 +80,7 @@ def card(general, align, time_table) -> pd.DataFrame:
 
 
 def test_every_finding_holds_on_tables_planted_like_the_paper():
-    table = card(
-        generalization(paper_like), alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6))
-    )
+    table = card(generalization(paper_like), alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)))
     assert (table.loc[table["holds"] != "not testable", "holds"] == "yes").all()
     assert table["scale"].eq("mini").all()
     assert table.loc[table.index.str.startswith("GSM"), "holds"].item() == "not testable"

@@ -78,6 +78,14 @@ def test_tiny_study_end_to_end_then_nothing_to_do(tmp_path):
         assert (repo / "paper_figures" / f"{name}.png").stat().st_size > 0
     again = run(["snakemake", "-n", "--cores", "2"], cwd=repo)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # The HTML report embeds every figure of the study and the scorecard, each with its caption.
+    run(["snakemake", "--report", "report.html"], cwd=repo)
+    html = (repo / "report.html").read_text()
+    for name in schema["properties"]["figures"]["default"]:
+        assert f"{name}.png" in html, name
+        caption = (ROOT / "workflow" / "report" / f"{name}.rst").read_text().split()[:4]
+        assert " ".join(caption) in html, name
+    assert "scorecard.csv" in html
 
 
 @pytest.mark.slow

@@ -156,7 +156,11 @@ rule scorecard:
         decision_timing=rules.decision_timing.output.table,
         code="src/anira/analysis/scorecard.py",
     output:
-        table=f"{ANALYSIS_DIR}/scorecard.csv",
+        table=report(
+            f"{ANALYSIS_DIR}/scorecard.csv",
+            caption="../report/scorecard.rst",
+            category="Scorecard",
+        ),
         markdown=f"{ANALYSIS_DIR}/scorecard.md",
     log:
         f"{LOG_DIR}/analyze/scorecard.log",

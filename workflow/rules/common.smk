@@ -286,5 +286,14 @@ def eval_records(kind, splits):
     ]
 
 
-def figure_outputs(name):
-    return {ext: f"{FIGURES_DIR}/{name}.{ext}" for ext in ("pdf", "png")}
+def figure_outputs(name, category):
+    """The PDF and PNG of a figure; the PNG goes into the HTML report (`snakemake --report`)
+    under `category`, captioned by workflow/report/<name>.rst."""
+    return {
+        "pdf": f"{FIGURES_DIR}/{name}.pdf",
+        "png": report(
+            f"{FIGURES_DIR}/{name}.png",
+            caption=f"../report/{name}.rst",
+            category=category,
+        ),
+    }

@@ -26,7 +26,7 @@ rule fig_generalization:
         table=rules.generalization.output.table,
         code=["src/anira/figures/fig_generalization.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_generalization"),
+        **figure_outputs("fig_generalization", "Generalisation"),
     log:
         f"{LOG_DIR}/figures/fig_generalization.log",
     conda:
@@ -42,7 +42,7 @@ rule fig_alignment:
         table=rules.alignment.output.curves,
         code=["src/anira/figures/fig_alignment.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_alignment"),
+        **figure_outputs("fig_alignment", "Alignment (Table 1)"),
     log:
         f"{LOG_DIR}/figures/fig_alignment.log",
     conda:
@@ -58,7 +58,7 @@ rule fig_depth_hist:
         table=rules.depth_hist.output.table,
         code=["src/anira/figures/fig_depth_hist.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_depth_hist"),
+        **figure_outputs("fig_depth_hist", "Alignment (Table 1)"),
     log:
         f"{LOG_DIR}/figures/fig_depth_hist.log",
     conda:
@@ -74,7 +74,7 @@ rule fig_decision_timing:
         table=rules.decision_timing.output.table,
         code=["src/anira/figures/fig_decision_timing.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_decision_timing"),
+        **figure_outputs("fig_decision_timing", "Decision timing (Table 2)"),
     log:
         f"{LOG_DIR}/figures/fig_decision_timing.log",
     conda:
@@ -90,7 +90,7 @@ rule fig_probes:
         table=rules.probes.output.table,
         code=["src/anira/figures/fig_probes.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_probes"),
+        **figure_outputs("fig_probes", "Probes"),
     log:
         f"{LOG_DIR}/figures/fig_probes.log",
     conda:
