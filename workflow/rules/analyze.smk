@@ -134,7 +134,7 @@ rule probes:
         slurm_account=slurm_env("account"),
         slurm_partition=slurm_env("cpu"),
     params:
-        models=model_and_data_options(),
+        models=model_options(CKPT_DIR, DATA_DIR),
         split=ANALYSIS["probe_split"],
         max_examples=ANALYSIS["probe_max_examples"],
         folds=ANALYSIS["probe_folds"],
@@ -145,6 +145,37 @@ rule probes:
         "python -m anira.analysis.probes --out {output.table} {params.models}"
         " --split {params.split} --max-examples {params.max_examples} --folds {params.folds}"
         " --bootstrap {params.bootstrap} --ci {params.ci} --seed {params.seed}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule pareto:
+    """Accuracy against mean active token-steps per answer token; the fixed-depth frontier."""
+    input:
+        records=[
+            eval_records(kind, ANALYSIS["splits"]) for kind in ("tokens", "examples")
+        ],
+        checkpoints=models(f"{CKPT_DIR}/manifest.json"),
+        data=expand(f"{DATA_DIR}/manifest.json", task=TASKS),
+        code="src/anira/analysis/pareto.py",
+    output:
+        table=f"{ANALYSIS_DIR}/pareto.csv",
+    log:
+        f"{LOG_DIR}/analyze/pareto.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        models=model_options(CKPT_DIR, DATA_DIR, EVAL_DIR),
+        splits=ANALYSIS["splits"],
+        max_examples=ANALYSIS["probe_max_examples"],
+    shell:
+        "python -m anira.analysis.pareto --out {output.table} {params.models}"
+        " --splits {params.splits} --max-examples {params.max_examples}"
         " --threads {threads} > {log} 2>&1"
 
 
@@ -184,4 +215,5 @@ rule analyses:
         rules.depth_hist.output,
         rules.decision_timing.output,
         rules.probes.output,
+        rules.pareto.output,
         rules.scorecard.output,

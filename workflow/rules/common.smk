@@ -173,10 +173,11 @@ def models(pattern):
     return expand(pattern, task=TASKS, router=ROUTERS, seed=SEEDS)
 
 
-def model_and_data_options():
-    """`--model CKPT_DIR DATA_DIR` for every model of the study."""
+def model_options(*patterns):
+    """`--model <pattern>...` for every model of the study (e.g. CKPT_DIR DATA_DIR)."""
     return " ".join(
-        f"--model {CKPT_DIR} {DATA_DIR}".format(task=task, router=router, seed=seed)
+        "--model "
+        + " ".join(p.format(task=task, router=router, seed=seed) for p in patterns)
         for task in TASKS
         for router in ROUTERS
         for seed in SEEDS

@@ -8,6 +8,7 @@ localrules:
     fig_depth_hist,
     fig_decision_timing,
     fig_probes,
+    fig_pareto,
     scorecard,
     figures,
     analyses,
@@ -97,6 +98,22 @@ rule fig_probes:
         CONDA_ENV
     shell:
         "python -m anira.figures.fig_probes {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_pareto:
+    """Accuracy against compute, a point per model, the fixed-depth frontier as a line."""
+    input:
+        table=rules.pareto.output.table,
+        code=["src/anira/figures/fig_pareto.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_pareto", "Accuracy and compute"),
+    log:
+        f"{LOG_DIR}/figures/fig_pareto.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_pareto {input.table} --out {output.pdf} {output.png}"
         " > {log} 2>&1"
 
 
