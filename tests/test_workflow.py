@@ -7,6 +7,7 @@ directory, so they never touch the checkout's `results/`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,6 +51,12 @@ def test_default_dry_run_plans_every_phase():
     out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall"]).stdout
     for rule in ("generate", "train", "evaluate", "alignment", "fig_generalization"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    for rule in ("decision_timing", "probes", "pareto", "scorecard", "fig_pareto"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    # task_seeds: a second seed for BREVO only.
+    trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
+    assert {seed for task, _, seed in trained if task == "brevo"} == {"0", "1"}
+    assert {seed for task, _, seed in trained if task != "brevo"} == {"0"}
 
 
 def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():

@@ -76,7 +76,7 @@ if SCALE not in config["resources"]:
 
 wildcard_constraints:
     task="|".join(TASKS),
-    router="|".join(ROUTERS),
+    router="|".join(ROUTERS + sum(config["task_routers"].values(), [])),
     seed=r"\d+",
     split="|".join(SPLITS),
 
@@ -168,9 +168,23 @@ def checkpoint_files(wildcards):
     return [f"{CKPT_DIR}/{name}".format(**wildcards) for name in CKPT_FILES]
 
 
+def study_models():
+    """(task, router, seed) of every model: the tasks × routers × seeds grid, plus each task's
+    `task_routers`, with the task's own `task_seeds` where given."""
+    return [
+        (task, router, seed)
+        for task in TASKS
+        for router in ROUTERS + config["task_routers"].get(task, [])
+        for seed in config["task_seeds"].get(task, SEEDS)
+    ]
+
+
 def models(pattern):
-    """`pattern` expanded over every task × router × seed of the study."""
-    return expand(pattern, task=TASKS, router=ROUTERS, seed=SEEDS)
+    """`pattern` formatted for every model of the study."""
+    return [
+        pattern.format(task=task, router=router, seed=seed)
+        for task, router, seed in study_models()
+    ]
 
 
 def model_options(*patterns):
@@ -178,9 +192,7 @@ def model_options(*patterns):
     return " ".join(
         "--model "
         + " ".join(p.format(task=task, router=router, seed=seed) for p in patterns)
-        for task in TASKS
-        for router in ROUTERS
-        for seed in SEEDS
+        for task, router, seed in study_models()
     )
 
 
