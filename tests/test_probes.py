@@ -81,6 +81,7 @@ def probe_parts(router, feature_name, labels, seeds=(0, 1)):
         {
             "task": "brevo",
             "router": router,
+            "adaptive": router != "fixed",
             "inference_rule": "mode" if router == "early" else router,
             "seed": seed,
             "feature": feature_name,

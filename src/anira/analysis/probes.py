@@ -139,6 +139,7 @@ def model_predictions(ckpt: Path, data_dir: Path, args) -> tuple[dict, list[dict
     meta = {
         "task": config["task"]["name"],
         "router": config["router"]["name"],
+        "adaptive": model.cfg.router != "fixed",  # fixed-depth baselines (any D') never halt early
         "inference_rule": inference_rule(model.cfg),
         "seed": int(config["seed"]),
     }
@@ -176,7 +177,7 @@ def score_rows(parts: list[dict], n_boot: int, ci: float, seed: int) -> list[dic
     depth = np.concatenate([p["depth"] for p in parts])
     binary = is_binary(y)
     readouts = [("iteration", r) for r in range(parts[0]["feature_pred"].shape[0])]
-    if parts[0]["router"] != "fixed":
+    if parts[0]["adaptive"]:
         readouts.append(("own_halt", np.nan))
     boot = np.stack(list(bootstrap_weights(example_index, n_boot, np.random.default_rng(seed))))
     scores = {}
