@@ -74,6 +74,17 @@ if SCALE not in config["resources"]:
     raise WorkflowError(f"config resources has no entry for scale {SCALE!r}")
 
 
+def study_models():
+    """(task, router, seed) of every model: the tasks × routers × seeds grid, plus each task's
+    `task_routers`, with the task's own `task_seeds` where given."""
+    return [
+        (task, router, seed)
+        for task in TASKS
+        for router in ROUTERS + config["task_routers"].get(task, [])
+        for seed in config["task_seeds"].get(task, SEEDS)
+    ]
+
+
 wildcard_constraints:
     task="|".join(TASKS),
     router="|".join(ROUTERS + sum(config["task_routers"].values(), [])),
@@ -109,9 +120,8 @@ def resolve_study():
         )
         for task in TASKS:
             dataset_files(task, SCALE, config["data_seed"], overrides_of("generate"))
-            for router in ROUTERS:
-                for seed in SEEDS:
-                    compose_run(task, router, SCALE, seed, overrides_of("train"))
+        for task, router, seed in study_models():
+            compose_run(task, router, SCALE, seed, overrides_of("train"))
     except AniraInputError as err:
         raise WorkflowError(f"invalid study config: {err}") from None
 
@@ -139,10 +149,9 @@ def repair(directory, trigger):
 # retrains them. A checkpoint or an evaluation that fails its manifest is redone whole.
 for _task in TASKS:
     repair(layout.data_dir(RESULTS, _task), layout.SUMMARY)
-    for _router in ROUTERS:
-        for _seed in SEEDS:
-            repair(layout.checkpoint_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
-            repair(layout.eval_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
+for _task, _router, _seed in study_models():
+    repair(layout.checkpoint_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
+    repair(layout.eval_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
 
 
 def files_in(directory, names):
@@ -166,17 +175,6 @@ def data_params():
 def checkpoint_files(wildcards):
     """The files of the checkpoint of `wildcards.task`, `.router` and `.seed`."""
     return [f"{CKPT_DIR}/{name}".format(**wildcards) for name in CKPT_FILES]
-
-
-def study_models():
-    """(task, router, seed) of every model: the tasks × routers × seeds grid, plus each task's
-    `task_routers`, with the task's own `task_seeds` where given."""
-    return [
-        (task, router, seed)
-        for task in TASKS
-        for router in ROUTERS + config["task_routers"].get(task, [])
-        for seed in config["task_seeds"].get(task, SEEDS)
-    ]
 
 
 def models(pattern):
