@@ -9,19 +9,31 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 
 from anira.analysis.alignment import alignment_curves
+from anira.analysis.decision_timing import decision_timing_table
 from anira.analysis.depth_hist import depth_hist_table
 from anira.analysis.generalization import generalization_table
 from anira.analysis.records import load_records
-from anira.figures import fig_alignment, fig_depth_hist, fig_generalization
+from anira.figures import (
+    fig_alignment,
+    fig_decision_timing,
+    fig_depth_hist,
+    fig_generalization,
+    fig_probes,
+)
 from anira.figures.style import apply_style
 from tests.test_analysis import fake_records, write_eval_dir
+from tests.test_decision_timing import synthetic_tokens
+from tests.test_probes import probe_table
 
 FIGURES = {
     "fig_generalization": "generalization.csv",
     "fig_alignment": "curves.csv",
     "fig_depth_hist": "depth_hist.csv",
+    "fig_decision_timing": "decision_timing.csv",
+    "fig_probes": "probes.csv",
 }
 
 
@@ -38,6 +50,16 @@ def tables(tmp_path_factory) -> Path:
     generalization_table(load_records(dirs, "examples")).to_csv(root / "generalization.csv")
     alignment_curves(tokens[tokens["split"] == "test"]).to_csv(root / "curves.csv")
     depth_hist_table(tokens).to_csv(root / "depth_hist.csv")
+    timing = pd.concat(
+        [
+            synthetic_tokens(lambda f: f["f_graph_size"], 40, router="early"),
+            synthetic_tokens(lambda f: f["f_frontier"], 40, router="online"),
+            synthetic_tokens(lambda f: 0 * f["f_frontier"] + 6, 40, router="fixed", noise=0),
+        ]
+    )
+    timing = decision_timing_table({"generated": timing}, timing, n_boot=20)
+    timing.to_csv(root / "decision_timing.csv")
+    probe_table().to_csv(root / "probes.csv")
     return root
 
 
@@ -107,3 +129,38 @@ def test_alignment_and_hist_panels(tables):
     routers = ("fixed", "early", "online")
     expected = [f"{task} · {router}" for task in ("brevo", "mano") for router in routers]
     assert [ax.get_title() for ax in fig.axes] == expected
+
+
+def test_decision_timing_bars_per_group_and_router(tables):
+    apply_style()
+    table = pd.read_csv(tables / "decision_timing.csv")
+    fig = fig_decision_timing.draw(table)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "generated order · executed depth",
+        "generated order · expected depth",
+    ]
+    ax = fig.axes[0]
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[0] == "fixed: no regression, n=40/240"
+    assert labels[1].startswith("early: R²=") and labels[2].startswith("online: R²=")
+    heights = {
+        bars.get_label().split(":")[0]: [bar.get_height() for bar in bars]
+        for bars in ax.containers
+        if isinstance(bars, BarContainer)
+    }
+    assert heights["early"][0] > 0.9 and heights["online"][2] > 0.9  # size vs execution
+
+
+def test_probe_panels_lines_and_own_halt_markers(tables):
+    apply_style()
+    fig = fig_probes.draw(pd.read_csv(tables / "probes.csv"))
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["brevo: height", "brevo: is_hub"]
+    ax = visible[0]
+    lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+    assert len(lines) == 2 * 2  # feature and control per router
+    assert [list(line.get_xdata()) for line in lines][0] == [0, 1, 2]
+    markers = [
+        line for line in ax.get_lines() if line.get_marker() == "D" and len(line.get_xdata())
+    ]
+    assert len(markers) == 1  # own halting iteration: the early router only, not fixed

@@ -7,6 +7,7 @@ directory, so they never touch the checkout's `results/`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,6 +51,12 @@ def test_default_dry_run_plans_every_phase():
     out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall"]).stdout
     for rule in ("generate", "train", "evaluate", "alignment", "fig_generalization"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    for rule in ("decision_timing", "probes", "pareto", "scorecard", "fig_pareto"):
+        assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
+    # task_seeds: a second seed for BREVO only.
+    trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
+    assert {seed for task, _, seed in trained if task == "brevo"} == {"0", "1"}
+    assert {seed for task, _, seed in trained if task != "brevo"} == {"0"}
 
 
 def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
@@ -73,10 +80,19 @@ def test_unknown_task_is_rejected_at_parse_time():
 def test_tiny_study_end_to_end_then_nothing_to_do(tmp_path):
     repo = study_copy(tmp_path)
     run(["snakemake", "--cores", "2"], cwd=repo)
-    for name in ("fig_generalization", "fig_alignment", "fig_depth_hist"):
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    for name in schema["properties"]["figures"]["default"]:
         assert (repo / "paper_figures" / f"{name}.png").stat().st_size > 0
     again = run(["snakemake", "-n", "--cores", "2"], cwd=repo)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # The HTML report embeds every figure of the study and the scorecard, each with its caption.
+    run(["snakemake", "--report", "report.html"], cwd=repo)
+    html = (repo / "report.html").read_text()
+    for name in schema["properties"]["figures"]["default"]:
+        assert f"{name}.png" in html, name
+        caption = (ROOT / "workflow" / "report" / f"{name}.rst").read_text().split()[:4]
+        assert " ".join(caption) in html, name
+    assert "scorecard.csv" in html
 
 
 @pytest.mark.slow

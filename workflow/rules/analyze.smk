@@ -83,9 +83,137 @@ rule depth_hist:
         "python -m anira.analysis.depth_hist --out {output.table} {params.eval_dirs} > {log} 2>&1"
 
 
+rule decision_timing:
+    """Paper Table 2: depth regressed on BREVO features on correct samples, LMG shares of R²."""
+    input:
+        records=[
+            eval_records(kind, ANALYSIS["splits"])
+            for kind in ("tokens", "examples", "generated")
+        ],
+        code="src/anira/analysis/decision_timing.py",
+    output:
+        table=f"{ANALYSIS_DIR}/decision_timing.csv",
+    log:
+        f"{LOG_DIR}/analyze/decision_timing.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        eval_dirs=EVAL_DIRS,
+        splits=ANALYSIS["splits"],
+        bootstrap=ANALYSIS["bootstrap"],
+        ci=ANALYSIS["ci"],
+        seed=ANALYSIS["seed"],
+    shell:
+        "python -m anira.analysis.decision_timing --out {output.table} --splits {params.splits}"
+        " --bootstrap {params.bootstrap} --ci {params.ci} --seed {params.seed}"
+        " {params.eval_dirs} > {log} 2>&1"
+
+
+rule probes:
+    """Linear probes of every iteration's state for each task feature, with control tasks."""
+    input:
+        checkpoints=models(f"{CKPT_DIR}/manifest.json"),
+        data=expand(f"{DATA_DIR}/manifest.json", task=TASKS),
+        code="src/anira/analysis/probes.py",
+    output:
+        table=f"{ANALYSIS_DIR}/probes.csv",
+    log:
+        f"{LOG_DIR}/analyze/probes.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        models=model_options(CKPT_DIR, DATA_DIR),
+        split=ANALYSIS["probe_split"],
+        max_examples=ANALYSIS["probe_max_examples"],
+        folds=ANALYSIS["probe_folds"],
+        bootstrap=ANALYSIS["bootstrap"],
+        ci=ANALYSIS["ci"],
+        seed=ANALYSIS["seed"],
+    shell:
+        "python -m anira.analysis.probes --out {output.table} {params.models}"
+        " --split {params.split} --max-examples {params.max_examples} --folds {params.folds}"
+        " --bootstrap {params.bootstrap} --ci {params.ci} --seed {params.seed}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule pareto:
+    """Accuracy against mean active token-steps per answer token; the fixed-depth frontier."""
+    input:
+        records=[
+            eval_records(kind, ANALYSIS["splits"]) for kind in ("tokens", "examples")
+        ],
+        checkpoints=models(f"{CKPT_DIR}/manifest.json"),
+        data=expand(f"{DATA_DIR}/manifest.json", task=TASKS),
+        code="src/anira/analysis/pareto.py",
+    output:
+        table=f"{ANALYSIS_DIR}/pareto.csv",
+    log:
+        f"{LOG_DIR}/analyze/pareto.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        models=model_options(CKPT_DIR, DATA_DIR, EVAL_DIR),
+        splits=ANALYSIS["splits"],
+        max_examples=ANALYSIS["probe_max_examples"],
+    shell:
+        "python -m anira.analysis.pareto --out {output.table} {params.models}"
+        " --splits {params.splits} --max-examples {params.max_examples}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule scorecard:
+    """Each headline finding of the paper: its number, ours with a CI, does the direction hold."""
+    input:
+        generalization=rules.generalization.output.table,
+        alignment=rules.alignment.output.table,
+        decision_timing=rules.decision_timing.output.table,
+        code="src/anira/analysis/scorecard.py",
+    output:
+        table=report(
+            f"{ANALYSIS_DIR}/scorecard.csv",
+            caption="../report/scorecard.rst",
+            category="Scorecard",
+        ),
+        markdown=f"{ANALYSIS_DIR}/scorecard.md",
+    log:
+        f"{LOG_DIR}/analyze/scorecard.log",
+    conda:
+        CONDA_ENV
+    params:
+        scale=SCALE,
+        seed=ANALYSIS["seed"],
+    shell:
+        "python -m anira.analysis.scorecard --generalization {input.generalization}"
+        " --alignment {input.alignment} --decision-timing {input.decision_timing}"
+        " --scale {params.scale} --seed {params.seed} --out {output.table}"
+        " --markdown {output.markdown} > {log} 2>&1"
+
+
 rule analyses:
     """Target: every analysis table (the DVC stage `analyze`)."""
     input:
         rules.generalization.output,
         rules.alignment.output,
         rules.depth_hist.output,
+        rules.decision_timing.output,
+        rules.probes.output,
+        rules.pareto.output,
+        rules.scorecard.output,

@@ -74,9 +74,20 @@ if SCALE not in config["resources"]:
     raise WorkflowError(f"config resources has no entry for scale {SCALE!r}")
 
 
+def study_models():
+    """(task, router, seed) of every model: the tasks × routers × seeds grid, plus each task's
+    `task_routers`, with the task's own `task_seeds` where given."""
+    return [
+        (task, router, seed)
+        for task in TASKS
+        for router in ROUTERS + config["task_routers"].get(task, [])
+        for seed in config["task_seeds"].get(task, SEEDS)
+    ]
+
+
 wildcard_constraints:
     task="|".join(TASKS),
-    router="|".join(ROUTERS),
+    router="|".join(ROUTERS + sum(config["task_routers"].values(), [])),
     seed=r"\d+",
     split="|".join(SPLITS),
 
@@ -109,9 +120,8 @@ def resolve_study():
         )
         for task in TASKS:
             dataset_files(task, SCALE, config["data_seed"], overrides_of("generate"))
-            for router in ROUTERS:
-                for seed in SEEDS:
-                    compose_run(task, router, SCALE, seed, overrides_of("train"))
+        for task, router, seed in study_models():
+            compose_run(task, router, SCALE, seed, overrides_of("train"))
     except AniraInputError as err:
         raise WorkflowError(f"invalid study config: {err}") from None
 
@@ -139,10 +149,9 @@ def repair(directory, trigger):
 # retrains them. A checkpoint or an evaluation that fails its manifest is redone whole.
 for _task in TASKS:
     repair(layout.data_dir(RESULTS, _task), layout.SUMMARY)
-    for _router in ROUTERS:
-        for _seed in SEEDS:
-            repair(layout.checkpoint_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
-            repair(layout.eval_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
+for _task, _router, _seed in study_models():
+    repair(layout.checkpoint_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
+    repair(layout.eval_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
 
 
 def files_in(directory, names):
@@ -169,8 +178,20 @@ def checkpoint_files(wildcards):
 
 
 def models(pattern):
-    """`pattern` expanded over every task × router × seed of the study."""
-    return expand(pattern, task=TASKS, router=ROUTERS, seed=SEEDS)
+    """`pattern` formatted for every model of the study."""
+    return [
+        pattern.format(task=task, router=router, seed=seed)
+        for task, router, seed in study_models()
+    ]
+
+
+def model_options(*patterns):
+    """`--model <pattern>...` for every model of the study (e.g. CKPT_DIR DATA_DIR)."""
+    return " ".join(
+        "--model "
+        + " ".join(p.format(task=task, router=router, seed=seed) for p in patterns)
+        for task, router, seed in study_models()
+    )
 
 
 def dir_of(path):
@@ -276,5 +297,14 @@ def eval_records(kind, splits):
     ]
 
 
-def figure_outputs(name):
-    return {ext: f"{FIGURES_DIR}/{name}.{ext}" for ext in ("pdf", "png")}
+def figure_outputs(name, category):
+    """The PDF and PNG of a figure; the PNG goes into the HTML report (`snakemake --report`)
+    under `category`, captioned by workflow/report/<name>.rst."""
+    return {
+        "pdf": f"{FIGURES_DIR}/{name}.pdf",
+        "png": report(
+            f"{FIGURES_DIR}/{name}.png",
+            caption=f"../report/{name}.rst",
+            category=category,
+        ),
+    }

@@ -6,6 +6,10 @@ localrules:
     fig_generalization,
     fig_alignment,
     fig_depth_hist,
+    fig_decision_timing,
+    fig_probes,
+    fig_pareto,
+    scorecard,
     figures,
     analyses,
     evaluations,
@@ -23,7 +27,7 @@ rule fig_generalization:
         table=rules.generalization.output.table,
         code=["src/anira/figures/fig_generalization.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_generalization"),
+        **figure_outputs("fig_generalization", "Generalisation"),
     log:
         f"{LOG_DIR}/figures/fig_generalization.log",
     conda:
@@ -39,7 +43,7 @@ rule fig_alignment:
         table=rules.alignment.output.curves,
         code=["src/anira/figures/fig_alignment.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_alignment"),
+        **figure_outputs("fig_alignment", "Alignment (Table 1)"),
     log:
         f"{LOG_DIR}/figures/fig_alignment.log",
     conda:
@@ -55,13 +59,61 @@ rule fig_depth_hist:
         table=rules.depth_hist.output.table,
         code=["src/anira/figures/fig_depth_hist.py", FIGURE_STYLE],
     output:
-        **figure_outputs("fig_depth_hist"),
+        **figure_outputs("fig_depth_hist", "Alignment (Table 1)"),
     log:
         f"{LOG_DIR}/figures/fig_depth_hist.log",
     conda:
         CONDA_ENV
     shell:
         "python -m anira.figures.fig_depth_hist {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_decision_timing:
+    """Share of explained depth variance per feature group (size, structure, execution state)."""
+    input:
+        table=rules.decision_timing.output.table,
+        code=["src/anira/figures/fig_decision_timing.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_decision_timing", "Decision timing (Table 2)"),
+    log:
+        f"{LOG_DIR}/figures/fig_decision_timing.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_decision_timing {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_probes:
+    """Probe score against iteration, a panel per task feature, a line per router."""
+    input:
+        table=rules.probes.output.table,
+        code=["src/anira/figures/fig_probes.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_probes", "Probes"),
+    log:
+        f"{LOG_DIR}/figures/fig_probes.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_probes {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
+rule fig_pareto:
+    """Accuracy against compute, a point per model, the fixed-depth frontier as a line."""
+    input:
+        table=rules.pareto.output.table,
+        code=["src/anira/figures/fig_pareto.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_pareto", "Accuracy and compute"),
+    log:
+        f"{LOG_DIR}/figures/fig_pareto.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_pareto {input.table} --out {output.pdf} {output.png}"
         " > {log} 2>&1"
 
 

@@ -29,12 +29,14 @@ def load_records(
     kind: str,
     splits: Sequence[str] = SPLITS,
     columns: Sequence[str] | None = None,
+    allow_empty: bool = False,
 ) -> pd.DataFrame:
     """Concatenate ``<eval_dir>/<split>.<kind>.parquet`` over directories and splits.
 
     Every file is checked against its directory's manifest first, so a truncated or modified record
     is an :class:`AniraInputError`, never a silently wrong table. With ``columns``, only those
-    columns are read plus every ``f_<feature>`` column when ``"f_*"`` is listed.
+    columns are read plus every ``f_<feature>`` column when ``"f_*"`` is listed. No record at all
+    is an error unless ``allow_empty`` (then an empty frame is returned).
     """
     if kind not in RECORD_KINDS:
         raise AniraInputError(f"unknown record kind {kind!r}: expected one of {RECORD_KINDS}")
@@ -57,6 +59,8 @@ def load_records(
                     wanted += [c for c in available if c.startswith(FEATURE_PREFIX)]
             frames.append(pd.read_parquet(path, columns=wanted))
     frames = [frame for frame in frames if len(frame)]
+    if not frames and allow_empty:
+        return pd.DataFrame()
     if not frames:
         raise AniraInputError(f"no {kind} records in {len(eval_dirs)} evaluation directories")
     return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,86 @@
+"""Accuracy–compute frontier against plain recomputations (scipy's Wilson interval, hand-made
+interpolation) and the model's own FLOP accounting on a forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from anira.analysis.pareto import compute_per_token, frontier, pareto_rows
+from anira.data import load_split
+from anira.model import AniraModel, ModelConfig
+
+
+def test_frontier_interpolates_between_fixed_depth_models():
+    table = pd.DataFrame(
+        {
+            "task": "brevo",
+            "split": "test",
+            "router": ["fixed1", "fixed2", "fixed4", "early", "online"],
+            "token_steps": [1.0, 2.0, 4.0, 3.0, 5.0],
+            "accuracy": [0.3, 0.5, 0.6, 0.7, 0.9],
+            "fixed_depth": [True, True, True, False, False],
+        }
+    )
+    out = frontier(table).set_index("router")
+    assert out.loc["early", "frontier_accuracy"] == pytest.approx(0.55)
+    assert out.loc["early", "above_frontier"] == pytest.approx(0.15)
+    assert np.isnan(out.loc["online", "frontier_accuracy"])  # beyond the frontier's range
+    assert out.loc[["fixed1", "fixed2", "fixed4"], "above_frontier"].isna().all()
+
+
+def test_rows_pool_seeds_with_wilson_intervals_and_detect_fixed_depth():
+    rng = np.random.default_rng(0)
+    examples, tokens = [], []
+    for router, depths in (("fixed", [6]), ("early", [2, 3, 5])):
+        for seed in (0, 1):
+            correct = rng.random(40) < 0.6
+            examples.append(
+                pd.DataFrame(
+                    {
+                        "task": "brevo",
+                        "router": router,
+                        "inference_rule": "mode" if router == "early" else "fixed",
+                        "split": "test",
+                        "seed": seed,
+                        "example_id": [f"e{i}" for i in range(40)],
+                        "correct": correct,
+                        "mean_depth": rng.choice(depths, 40).astype(float),
+                    }
+                )
+            )
+            tokens.append(examples[-1][["task", "router", "inference_rule", "split"]])
+            tokens[-1] = tokens[-1].assign(executed_depth=rng.choice(depths, 40))
+    examples, tokens = pd.concat(examples), pd.concat(tokens)
+    rows = pareto_rows(examples, tokens).set_index("router")
+    for router in ("fixed", "early"):
+        mine = examples[examples["router"] == router]
+        k, n = int(mine["correct"].sum()), len(mine)
+        reference = stats.binomtest(k, n).proportion_ci(method="wilson")
+        assert rows.loc[router, "accuracy"] == pytest.approx(k / n)
+        assert rows.loc[router, "ci_low"] == pytest.approx(reference.low)
+        assert rows.loc[router, "ci_high"] == pytest.approx(reference.high)
+        assert rows.loc[router, "token_steps"] == pytest.approx(mine["mean_depth"].mean())
+        assert rows.loc[router, "n_seeds"] == 2 and rows.loc[router, "n_examples"] == 80
+    assert rows.loc["fixed", "fixed_depth"] and not rows.loc["early", "fixed_depth"]
+
+
+@pytest.mark.parametrize("router", ["fixed", "early", "online"])
+def test_compute_per_token_is_the_models_accounting_over_every_token(router, tiny_dataset):
+    frame = load_split(tiny_dataset["brevo"], "test").head(10)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=64, d_model=32, n_heads=2, max_depth=4, router=router)
+    model = AniraModel(cfg).eval()
+    per_token = compute_per_token(model, frame, batch_size=3)
+    n_tokens = sum(len(t) for t in frame["tokens"])
+    with torch.no_grad():  # one example at a time: no padding, so every token counts
+        totals = [model.flops(model(torch.tensor([list(t)]))) for t in frame["tokens"]]
+    for key in ("head_calls", "core_flops", "head_flops", "flops"):
+        expected = sum(total[key] for total in totals) / n_tokens
+        assert per_token[f"{key}_per_token"] == pytest.approx(expected, rel=1e-9)
+    heads = {"fixed": 0.0, "early": 1.0}
+    if router in heads:
+        assert per_token["head_calls_per_token"] == heads[router]

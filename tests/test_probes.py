@@ -1,0 +1,144 @@
+"""Probes: planted features in synthetic states, scores against scikit-learn's metrics, and the
+command line on a tiny trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, r2_score
+
+from anira.analysis import probes
+from anira.analysis.probes import (
+    control_labels,
+    out_of_fold,
+    probes_table,
+    weighted_scores,
+)
+from anira.train import train
+from tests.configs import TINY_SCALE, compose_config, tiny_task
+
+
+def planted_states(n_examples=80, per_example=5, width=16, seed=0):
+    """States [tokens, 3 iterations, width]: iteration 0 is noise, 1 holds the feature weakly,
+    2 holds it linearly with little noise."""
+    rng = np.random.default_rng(seed)
+    n = n_examples * per_example
+    feature = rng.integers(0, 6, n).astype(float)
+    direction = rng.normal(size=width)
+    states = rng.normal(size=(n, 3, width))
+    states[:, 1] += 0.3 * np.outer(feature, direction)
+    states[:, 2] = 0.05 * states[:, 2] + np.outer(feature, direction)
+    groups = np.repeat(np.arange(n_examples), per_example)
+    return states, feature, groups
+
+
+def test_planted_linear_feature_is_recovered_and_a_shuffled_one_is_not():
+    states, feature, groups = planted_states()
+    ones = np.ones((1, len(feature)))
+    r2 = weighted_scores(feature, out_of_fold(states, feature, groups, 5), ones, False)[0]
+    assert r2[2] > 0.95 and r2[0] < 0.05 and r2[0] < r2[1] < r2[2]
+    shuffled = np.random.default_rng(1).permutation(feature)
+    r2 = weighted_scores(shuffled, out_of_fold(states, shuffled, groups, 5), ones, False)[0]
+    assert np.all(np.abs(r2) < 0.1)
+    hub = (feature >= 3).astype(float)  # a 0/1 feature goes to the logistic probe
+    accuracy = weighted_scores(hub, out_of_fold(states, hub, groups, 5), ones, True)[0]
+    assert accuracy[2] > 0.95 and accuracy[0] < 0.65
+
+
+def test_weighted_scores_match_sklearn_with_sample_weights():
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=50)
+    pred = y + rng.normal(size=(3, 50))
+    weights = rng.integers(0, 4, (4, 50)).astype(float)
+    ours = weighted_scores(y, pred, weights, False)
+    for i in range(4):
+        for k in range(3):
+            assert ours[i, k] == pytest.approx(r2_score(y, pred[k], sample_weight=weights[i]))
+    labels = (y > 0).astype(float)
+    guesses = (pred > 0).astype(float)
+    ours = weighted_scores(labels, guesses, weights, True)
+    expected = accuracy_score(labels, guesses[1], sample_weight=weights[2])
+    assert ours[2, 1] == pytest.approx(expected)
+
+
+def test_control_labels_permute_within_token_type():
+    rng = np.random.default_rng(3)
+    labels = np.arange(30, dtype=float)
+    types = np.array(list("abc") * 10)
+    control = control_labels(labels, types, rng)
+    assert not np.array_equal(control, labels)
+    for token in "abc":
+        assert sorted(control[types == token]) == sorted(labels[types == token])
+
+
+def probe_parts(router, feature_name, labels, seeds=(0, 1)):
+    """Out-of-fold predictions as ``model_predictions`` returns them, on planted states."""
+    states, _, groups = planted_states()
+    depth = np.random.default_rng(4).integers(1, 3, len(labels))
+    control = control_labels(labels, np.array(["n"] * len(labels)), np.random.default_rng(5))
+    return [
+        {
+            "task": "brevo",
+            "router": router,
+            "adaptive": router != "fixed",
+            "inference_rule": "mode" if router == "early" else router,
+            "seed": seed,
+            "feature": feature_name,
+            "labels": labels,
+            "examples": groups,
+            "depth": depth,
+            "feature_pred": out_of_fold(states, labels, groups, 5),
+            "control_pred": out_of_fold(states, control, groups, 5),
+            "control_labels": control,
+        }
+        for seed in seeds
+    ]
+
+
+def probe_table() -> pd.DataFrame:
+    """A probes table of two routers and a numeric and a 0/1 feature (for the figure tests)."""
+    feature = planted_states()[1]
+    parts = []
+    for router in ("fixed", "early"):
+        parts += probe_parts(router, "height", feature, seeds=(0,))
+        parts += probe_parts(router, "is_hub", (feature >= 3).astype(float), seeds=(0,))
+    return probes_table(parts, n_boot=20, ci=0.95, seed=0)
+
+
+def test_table_pools_seeds_and_reports_selectivity_and_own_halt():
+    feature = planted_states()[1]
+    table = probes_table(probe_parts("early", "height", feature), n_boot=50, ci=0.95, seed=0)
+    feature_rows = table[table["labels"] == "feature"].set_index("readout")
+    assert table["n_seeds"].eq(2).all() and table["n_examples"].eq(160).all()
+    final = feature_rows[feature_rows["iteration"] == 2]
+    assert final["score"].item() > 0.95 and final["selectivity"].item() > 0.9
+    assert final["ci_low"].item() < final["score"].item() < final["ci_high"].item()
+    # Own halting iteration 1 or 2: between the two iterations' scores.
+    own = feature_rows.loc["own_halt", "score"]
+    assert (
+        feature_rows[feature_rows["iteration"] == 1]["score"].item() < own < final["score"].item()
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt_probe")
+    overrides = [*tiny_task("brevo"), *TINY_SCALE, "router=online"]
+    paths = [f"data_dir={tiny_dataset['brevo']}", f"out_dir={out}"]
+    train(compose_config("train", [*overrides, *paths]))
+    return out
+
+
+def test_cli_probes_every_iteration_of_a_trained_model(tiny_model, tiny_dataset, tmp_path):
+    out = tmp_path / "probes.csv"
+    args = ["--out", str(out), "--model", str(tiny_model), str(tiny_dataset["brevo"])]
+    probes.main([*args, "--bootstrap", "20", "--folds", "3", "--max-examples", "16"])
+    table = pd.read_csv(out)
+    depth = 6
+    iterations = table[table["readout"] == "iteration"]["iteration"]
+    assert sorted(iterations.unique()) == list(range(depth + 1))
+    assert {"height", "dfs_depth", "frontier"} <= set(table["feature"])
+    assert set(table["router"]) == {"online"} and set(table["inference_rule"]) == {"median"}
+    assert (table["readout"] == "own_halt").any()
+    assert table["n_examples"].max() <= 16
