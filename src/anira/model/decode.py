@@ -109,6 +109,7 @@ class IncrementalDecoder:
         halted (d = r - 1) write their keys/values into the entries of iterations r..D (a later
         iteration of a token still iterating overwrites its own); the former attend and update."""
         core = self.model.core
+        tokens_per_row = depth.shape[1]
         needs_kv = (depth >= r - 1).flatten()
         idx = needs_kv.nonzero().squeeze(1)
         if len(idx) == 0:
@@ -130,15 +131,19 @@ class IncrementalDecoder:
             return s, True
         idx, q, x = idx[sel], q[sel], x[sel]
         q_rows, q_pos = flat_rows[sel], flat_pos[sel]
-        # Active queries packed left per example: [R, Q_max] slots, R = examples with one.
-        counts = torch.bincount(q_rows, minlength=self.rows)
-        rank = torch.arange(len(idx), device=idx.device) - (counts.cumsum(0) - counts)[q_rows]
-        present = (counts > 0).nonzero().squeeze(1)
-        slot_row = (counts > 0).cumsum(0)[q_rows] - 1
-        q_max = int(counts.max())
-        slots = q.new_zeros((len(present), q_max, *q.shape[1:])).index_put((slot_row, rank), q)
-        slot_pos = torch.zeros((len(present), q_max), dtype=torch.long, device=idx.device)
-        slot_pos = slot_pos.index_put((slot_row, rank), q_pos)
+        if tokens_per_row == 1:  # decoding: one query per example, no packing needed
+            present, slot_row = q_rows, torch.arange(len(idx), device=idx.device)
+            rank = torch.zeros_like(slot_row)
+            slots, slot_pos = q.unsqueeze(1), q_pos.unsqueeze(1)
+        else:  # a prefill chunk: active queries packed left per example, [R, Q_max] slots
+            counts = torch.bincount(q_rows, minlength=self.rows)
+            rank = torch.arange(len(idx), device=idx.device) - (counts.cumsum(0) - counts)[q_rows]
+            present = (counts > 0).nonzero().squeeze(1)
+            slot_row = (counts > 0).cumsum(0)[q_rows] - 1
+            shape = (len(present), int(counts.max()))
+            slots = q.new_zeros((*shape, *q.shape[1:])).index_put((slot_row, rank), q)
+            slot_pos = torch.zeros(shape, dtype=torch.long, device=idx.device)
+            slot_pos = slot_pos.index_put((slot_row, rank), q_pos)
         if len(present) == self.rows:
             keys, values = keys[r - 1, :, :span], values[r - 1, :, :span]
         else:
