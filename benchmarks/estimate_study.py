@@ -164,7 +164,7 @@ def main() -> None:
     atomic_write_json(Path(args.out), result)
     training, evaluation = phases["training_gpu_h"], phases["evaluation_gpu_h"]
     print(f"ESTIMATE at {args.gpu_tflops:g} TFLOP/s sustained (no GPU measured):")
-    print(f"  training {training:.0f} GPU-h, evaluation {evaluation:.0f} GPU-h, analyses 0 GPU-h")
+    print(f"  training {training:.0f} GPU-h, evaluation {evaluation:.1f} GPU-h, analyses 0 GPU-h")
     print(f"  total {total:.0f} GPU-h; generation {phases['generation_cpu_h']:.1f} CPU-h")
     print(f"  largest job: {kind} {task_name} {hours:.1f} GPU-h (paper: ≈7 A100-h per run)")
     print(f"  on this CPU, training alone: {phases['training_cpu_h_here']:.0f} CPU-h")
