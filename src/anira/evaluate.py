@@ -12,9 +12,10 @@ Two views of each example:
 - **generated** (per-example ``correct``): greedy decoding from the prompt (through ``<ans>``) until
   ``<eos>``, scored by the task (BREVO accepts any valid order). The model is causal and each
   token's depth depends only on its prefix, so one forward pass over a prefix gives exactly the
-  incremental decoding semantics of docs/study.md (a query at iteration r reads a past token's
-  state at iteration min(r, d_past)); re-running the prefix each step is the reference, not the
-  fast path.
+  incremental decoding semantics of docs/study.md (a query at iteration r reads a past token's state at iteration
+  min(r, d_past)). ``decode=cached`` (default) decodes with a per-iteration key/value cache
+  (``anira.model.decode.generate``); ``decode=reference`` re-runs the prefix for every token, the
+  definition the cache is tested against (same tokens and depths, much slower).
 
 ``mean_depth`` is the mean executed depth over the generated answer tokens (what the model spends
 when it solves the example); ``tf_mean_depth`` and ``mean_expected_depth`` are over the gold answer.
@@ -52,6 +53,7 @@ from anira.io import (
 )
 from anira.layout import MODEL, RECORD_KINDS, RUN_CONFIG, SPLITS, record_file
 from anira.model import AniraModel, ModelConfig
+from anira.model.decode import generate, generate_reference
 from anira.model.model import ONLINE_RULES
 from anira.spec import choice, integer
 from anira.tasks import Example, Task
@@ -106,9 +108,11 @@ def teacher_forced(model, data: PaddedSplit, batch_size: int, device) -> dict[st
 
 @torch.no_grad()
 def greedy_generate(
-    model, data: PaddedSplit, vocab: Vocabulary, batch_size: int, device
+    model, data: PaddedSplit, vocab: Vocabulary, batch_size: int, device, cached: bool = True
 ) -> tuple[list[list[int]], list[np.ndarray]]:
-    """Greedy answers (token ids after ``<ans>``) and the executed depth that emitted each token."""
+    """Greedy answers (token ids after ``<ans>``) and the executed depth that emitted each token:
+    with the key/value cache, or (``cached=False``) by re-running the prefix (the reference)."""
+    decode = generate if cached else generate_reference
     answers: list[list[int]] = [[] for _ in range(len(data))]
     depths: list[np.ndarray] = [np.zeros(0, dtype=np.int16)] * len(data)
     tokens_all = data.tokens.numpy()
@@ -122,22 +126,11 @@ def greedy_generate(
         buffer = torch.zeros((len(idx), width), dtype=torch.long)
         for row, i in enumerate(idx):
             buffer[row, : prompt_len[i]] = data.tokens[i, : prompt_len[i]]
-        cur = torch.as_tensor(prompt_len[idx])
-        stop = torch.as_tensor(limit[idx])
-        done = torch.zeros(len(idx), dtype=torch.bool)
-        buffer = buffer.to(device)
-        while not bool(done.all()):
-            span = int(cur[~done].max())
-            with autocast(device):
-                logits = model(buffer[:, :span]).logits
-            rows = torch.arange(len(idx))
-            nxt = logits[rows, (cur - 1).clamp(max=span - 1)].argmax(-1).cpu()
-            active = ~done
-            buffer[rows[active], cur[active]] = nxt[active].to(device)
-            cur = torch.where(active, cur + 1, cur)
-            done = done | (active & (nxt == vocab.eos_id)) | (cur >= stop)
+        cur = torch.as_tensor(prompt_len[idx], device=device)
+        stop = torch.as_tensor(limit[idx], device=device)
         with autocast(device):
-            executed = model(buffer[:, : int(cur.max())]).depth.cpu().numpy()
+            buffer, cur, executed = decode(model, buffer.to(device), cur, stop, vocab.eos_id)
+        cur, executed = cur.cpu(), executed.cpu().numpy()
         out = buffer.cpu().numpy()
         for row, i in enumerate(idx):
             start, end = prompt_len[i], int(cur[row])
@@ -190,10 +183,11 @@ def evaluate_split(
     meta: dict,
     batch_size: int,
     device,
+    cached: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     data = PaddedSplit.from_frame(frame)
     tf = teacher_forced(model, data, batch_size, device)
-    answers, gen_depths = greedy_generate(model, data, vocab, batch_size, device)
+    answers, gen_depths = greedy_generate(model, data, vocab, batch_size, device, cached)
     feature_cols = [c for c in frame.columns if c.startswith("f_")]
     token_parts, example_rows, generated_all, correct_all = [], [], [], []
     for row, record in enumerate(frame.itertuples(index=False)):
@@ -260,6 +254,7 @@ def evaluation_settings(cfg: DictConfig) -> dict:
         "max_train_examples": integer(cfg.max_train_examples, "max_train_examples", 0),
         "threads": integer(cfg.threads, "threads", 0),
         "inference_rule": None if rule is None else choice(rule, "inference_rule", ONLINE_RULES),
+        "decode": choice(cfg.decode, "decode", ("cached", "reference")),
     }
 
 
@@ -297,7 +292,14 @@ def evaluate(cfg: DictConfig) -> Path:
             frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
         started = time.perf_counter()
         tables[split] = evaluate_split(
-            model, task, vocab, frame, meta | {"split": split}, batch_size, device
+            model,
+            task,
+            vocab,
+            frame,
+            meta | {"split": split},
+            batch_size,
+            device,
+            cached=settings["decode"] == "cached",
         )
         examples = tables[split][1]
         print(

@@ -1,0 +1,175 @@
+"""What a study costs: GPU-hours per phase and in total, and the largest single job (an estimate).
+
+    python benchmarks/estimate_study.py --configfile config/study/paper.yaml
+                                        [--gpu-tflops 60] [--samples 2] [--out FILE]
+
+How (no GPU on the machine this was written on, so GPU time is an estimate from FLOP counts):
+- Sequence lengths: ``--samples`` examples per (split, size) of the study's scale, drawn with
+  each task's own generator and dataset parameters (``anira.data.build_task``); the mean length
+  per size stands for every example of that size.
+- FLOPs: ``AniraModel.flops`` of the scale's model (every token at D: training runs the dense
+  unroll, and D bounds evaluation), a training step = 3 × forward (forward + backward) over
+  ``batch_size`` examples drawn evenly from the training sizes. Evaluation = per example one
+  teacher-forced forward plus cached greedy decoding, which costs one more forward of the
+  sequence (the prompt's prefill and one cached step per answer token); the train split is
+  sampled to ``max_train_examples`` (config/evaluate.yaml). Greedy decoding is sequential, so
+  evaluation also pays ``--step-ms`` (assumed latency of one cached decoding step of a batch) per
+  answer token per batch of ``eval.batch_size``: its GPU time is FLOPs ÷ throughput + that.
+- GPU time = FLOPs ÷ ``--gpu-tflops``, an *assumed* sustained bf16 throughput (default 60
+  TFLOP/s ≈ 20 % of an A100's dense bf16 peak: these models are small, d_model 384, so far from
+  peak). The paper quotes ≈ 7 A100-hours per 250k-step run; the printout compares.
+- Measured on this machine: the CPU's training throughput of the same model (a few forward +
+  backward steps; FLOP/s and the CPU-hours the study would take here) and the data generation
+  time per example (CPU work, reported as CPU-hours). The analyses and figures read the
+  evaluation tables on the CPU (minutes at ``mini``); they need no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from anira.data import build_task
+from anira.io import atomic_write_json
+from anira.model import AniraModel, ModelConfig, ModelOutput
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = 128  # the LM head's share is small; the tasks' vocabularies are below this
+
+
+def forward_flops(model: AniraModel, length: int) -> float:
+    """Forward FLOPs of one sequence of ``length`` tokens, every token at depth D."""
+    valid = torch.ones((1, length), dtype=torch.bool)
+    depth = torch.full(valid.shape, model.cfg.max_depth)
+    out = ModelOutput(logits=None, depth=depth, expected_depth=None, q=None, kl=None, valid=valid)
+    return model.flops(out)["flops"]
+
+
+def sample_lengths(task, plan, samples: int) -> tuple[dict, float]:
+    """Mean (sequence length, answer length) per (split, size), and CPU seconds per example."""
+    rng = np.random.default_rng(0)
+    lengths, spent, drawn = {}, 0.0, 0
+    for split, size, _ in plan:
+        if (split, size) in lengths:
+            continue
+        start = time.perf_counter()
+        examples = [task.sample(size, rng) for _ in range(samples)]
+        spent, drawn = spent + time.perf_counter() - start, drawn + samples
+        lengths[(split, size)] = (
+            float(np.mean([len(e.token_str) for e in examples])),
+            float(np.mean([sum(e.answer_mask) for e in examples])),
+        )
+    return lengths, spent / drawn
+
+
+def cpu_training_flops_per_s(model_kw: dict, steps: int = 3) -> float:
+    """Measured forward+backward FLOP/s of the scale's model on this CPU (batch 4 × 128)."""
+    torch.manual_seed(0)
+    model = AniraModel(ModelConfig(vocab_size=VOCAB, max_seq_len=128, **model_kw)).train()
+    tokens = torch.randint(1, VOCAB, (4, 128))
+    depth = torch.full(tokens.shape, model.cfg.max_depth)
+    model(tokens, depth=depth).logits.sum().backward()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        model(tokens, depth=depth).logits.float().pow(2).mean().backward()
+    seconds = (time.perf_counter() - start) / steps
+    return 3 * forward_flops(model, 128) * 4 / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configfile", required=True)
+    parser.add_argument("--gpu-tflops", type=float, default=60.0)
+    parser.add_argument("--step-ms", type=float, default=5.0)
+    parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_cost.json"))
+    args = parser.parse_args()
+    study = OmegaConf.load(args.configfile)
+    scale = OmegaConf.load(ROOT / "config/scale" / f"{study.scale}.yaml")
+    max_train_eval = OmegaConf.load(ROOT / "config/evaluate.yaml").max_train_examples
+    model_kw = {k: scale.model[k] for k in ("d_model", "n_heads", "mlp_ratio")}
+    gpu = args.gpu_tflops * 1e12
+    runs = len(study.routers) * len(study.seeds)
+
+    cpu_flops = cpu_training_flops_per_s(model_kw | {"max_depth": 6})
+    print(f"CPU training throughput (measured): {cpu_flops / 1e9:.1f} GFLOP/s", flush=True)
+    phases, jobs, per_task = defaultdict(float), [], []
+    for i, name in enumerate(study.tasks, 1):
+        task_cfg = OmegaConf.load(ROOT / "config/task" / f"{name}.yaml")
+        task, _, plan = build_task(task_cfg, study.scale)
+        depth = int(task_cfg.scales[study.scale].max_depth)
+        lengths, gen_s = sample_lengths(task, plan, args.samples)
+        longest = int(max(length for length, _ in lengths.values()))
+        model = AniraModel(
+            ModelConfig(vocab_size=VOCAB, max_seq_len=longest, max_depth=depth, **model_kw)
+        )
+        train_sizes = sorted({size for split, size, _ in plan if split == "train"})
+        per_example = np.mean(
+            [forward_flops(model, round(lengths["train", s][0])) for s in train_sizes]
+        )
+        train_flops = 3 * per_example * scale.train.batch_size * scale.train.steps
+        eval_flops, eval_steps = 0.0, 0.0
+        for split, size, count in plan:
+            n = min(count, max_train_eval) if split == "train" else count
+            length, answer = lengths[split, size]
+            eval_flops += 2 * n * forward_flops(model, round(length))
+            eval_steps += math.ceil(n / scale.eval.batch_size) * answer
+        n_examples = sum(count for _, _, count in plan)
+        row = {
+            "task": name,
+            "max_depth": depth,
+            "longest_sequence": longest,
+            "generation_cpu_h": n_examples * gen_s / 3600,
+            "train_gpu_h_per_run": train_flops / gpu / 3600,
+            "eval_gpu_h_per_run": (eval_flops / gpu + eval_steps * args.step_ms / 1e3) / 3600,
+            "train_cpu_h_per_run": train_flops / cpu_flops / 3600,
+        }
+        per_task.append(row)
+        phases["generation_cpu_h"] += row["generation_cpu_h"]
+        phases["training_gpu_h"] += runs * row["train_gpu_h_per_run"]
+        phases["evaluation_gpu_h"] += runs * row["eval_gpu_h_per_run"]
+        phases["training_cpu_h_here"] += runs * row["train_cpu_h_per_run"]
+        jobs += [
+            ("train", name, row["train_gpu_h_per_run"]),
+            ("evaluate", name, row["eval_gpu_h_per_run"]),
+        ]
+        print(
+            f"[{i}/{len(study.tasks)}] {name:26} D={depth:2} longest {longest:5}  train "
+            f"{row['train_gpu_h_per_run']:6.2f} GPU-h/run  eval {row['eval_gpu_h_per_run']:6.2f} "
+            f"GPU-h/run  generation {row['generation_cpu_h']:6.2f} CPU-h",
+            flush=True,
+        )
+    kind, task_name, hours = max(jobs, key=lambda job: job[2])
+    total = phases["training_gpu_h"] + phases["evaluation_gpu_h"]
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "configfile": args.configfile,
+        "estimate": True,
+        "assumed_gpu_tflops": args.gpu_tflops,
+        "assumed_decode_step_ms": args.step_ms,
+        "measured_cpu_train_gflops": cpu_flops / 1e9,
+        "runs_per_task": runs,
+        "phases": dict(phases) | {"analyses_gpu_h": 0.0, "total_gpu_h": total},
+        "largest_job": {"phase": kind, "task": task_name, "gpu_h": hours},
+        "tasks": per_task,
+    }
+    atomic_write_json(Path(args.out), result)
+    training, evaluation = phases["training_gpu_h"], phases["evaluation_gpu_h"]
+    print(f"ESTIMATE at {args.gpu_tflops:g} TFLOP/s sustained (no GPU measured):")
+    print(f"  training {training:.0f} GPU-h, evaluation {evaluation:.1f} GPU-h, analyses 0 GPU-h")
+    print(f"  total {total:.0f} GPU-h; generation {phases['generation_cpu_h']:.1f} CPU-h")
+    print(f"  largest job: {kind} {task_name} {hours:.1f} GPU-h (paper: ≈7 A100-h per run)")
+    print(f"  on this CPU, training alone: {phases['training_cpu_h_here']:.0f} CPU-h")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
