@@ -12,10 +12,10 @@ Two views of each example:
 - **generated** (per-example ``correct``): greedy decoding from the prompt (through ``<ans>``) until
   ``<eos>``, scored by the task (BREVO accepts any valid order). The model is causal and each
   token's depth depends only on its prefix, so one forward pass over a prefix gives exactly the
-  incremental decoding semantics of docs/study.md (a query at iteration r reads a past token's state at iteration
-  min(r, d_past)). ``decode=cached`` (default) decodes with a per-iteration key/value cache
-  (``anira.model.decode.generate``); ``decode=reference`` re-runs the prefix for every token, the
-  definition the cache is tested against (same tokens and depths, much slower).
+  incremental decoding semantics of docs/study.md (a query at iteration r reads a past token's
+  state at iteration min(r, d_past)). ``decode=cached`` (default) decodes with a per-iteration
+  key/value cache (``anira.model.decode.generate``); ``decode=reference`` re-runs the prefix for
+  every token, the definition the cache is tested against (same tokens and depths, much slower).
 
 ``mean_depth`` is the mean executed depth over the generated answer tokens (what the model spends
 when it solves the example); ``tf_mean_depth`` and ``mean_expected_depth`` are over the gold answer.
