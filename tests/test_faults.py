@@ -212,11 +212,11 @@ def test_snakemake_redoes_only_what_fails_its_manifest(tmp_path):
     (data / "vocab.json").unlink()
     result = run(["snakemake", "--cores", "2"], cwd=repo)
     assert "vocab.json: is missing" in result.stderr
-    assert jobs_run(result) == {"generate", "all"}
+    assert "generate" in jobs_run(result) and not {"train", "evaluate"} & jobs_run(result)
     (data / "train.parquet").write_bytes((data / "train.parquet").read_bytes()[:1000])
     result = run(["snakemake", "--cores", "2", "models"], cwd=repo)
     assert "train.parquet: does not match its checksum" in result.stderr
-    assert jobs_run(result) == {"generate", "models"}
+    assert jobs_run(result) == {"generate", "models"}  # the target stops at the models
     assert {path: path.stat().st_mtime_ns for path in ckpt.iterdir()} == before
 
     # A corrupt checkpoint: retrained (to the same bytes) and everything after it redone.

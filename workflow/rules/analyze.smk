@@ -119,7 +119,7 @@ rule probes:
     """Linear probes of every iteration's state for each task feature, with control tasks."""
     input:
         checkpoints=models(f"{CKPT_DIR}/manifest.json"),
-        data=expand(f"{DATA_DIR}/manifest.json", task=TASKS),
+        data=[ancient(path) for path in expand(f"{DATA_DIR}/manifest.json", task=TASKS)],
         code="src/anira/analysis/probes.py",
     output:
         table=f"{ANALYSIS_DIR}/probes.csv",
@@ -155,7 +155,7 @@ rule pareto:
             eval_records(kind, ANALYSIS["splits"]) for kind in ("tokens", "examples")
         ],
         checkpoints=models(f"{CKPT_DIR}/manifest.json"),
-        data=expand(f"{DATA_DIR}/manifest.json", task=TASKS),
+        data=[ancient(path) for path in expand(f"{DATA_DIR}/manifest.json", task=TASKS)],
         code="src/anira/analysis/pareto.py",
     output:
         table=f"{ANALYSIS_DIR}/pareto.csv",
