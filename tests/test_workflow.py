@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXED_DEPTHS = ("fixed1", "fixed2", "fixed4")
 SLURM_ENV = {"ANIRA_SLURM_ACCOUNT": "test-account", "ANIRA_SLURM_PARTITION": "test-partition"}
 
 
@@ -57,6 +58,9 @@ def test_default_dry_run_plans_every_phase():
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
     assert {seed for task, _, seed in trained if task == "brevo"} == {"0", "1"}
     assert {seed for task, _, seed in trained if task != "brevo"} == {"0"}
+    # task_routers: the fixed-depth baselines on BREVO only, with the study's one seed.
+    extra = {model for model in trained if model[1] in FIXED_DEPTHS}
+    assert extra == {("brevo", router, "0") for router in FIXED_DEPTHS}
 
 
 def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():

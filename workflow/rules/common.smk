@@ -75,14 +75,22 @@ if SCALE not in config["resources"]:
 
 
 def study_models():
-    """(task, router, seed) of every model: the tasks × routers × seeds grid, plus each task's
-    `task_routers`, with the task's own `task_seeds` where given."""
-    return [
-        (task, router, seed)
-        for task in TASKS
-        for router in ROUTERS + config["task_routers"].get(task, [])
-        for seed in config["task_seeds"].get(task, SEEDS)
-    ]
+    """(task, router, seed) of every model: the tasks × routers grid with each task's
+    `task_seeds` (default `seeds`), plus each task's `task_routers` with the study's `seeds`.
+    """
+    grid = []
+    for task in TASKS:
+        grid += [
+            (task, router, seed)
+            for router in ROUTERS
+            for seed in config["task_seeds"].get(task, SEEDS)
+        ]
+        grid += [
+            (task, router, seed)
+            for router in config["task_routers"].get(task, [])
+            for seed in SEEDS
+        ]
+    return grid
 
 
 wildcard_constraints:
