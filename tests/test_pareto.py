@@ -66,6 +66,8 @@ def test_rows_pool_seeds_with_wilson_intervals_and_detect_fixed_depth():
         assert rows.loc[router, "token_steps"] == pytest.approx(mine["mean_depth"].mean())
         assert rows.loc[router, "n_seeds"] == 2 and rows.loc[router, "n_examples"] == 80
     assert rows.loc["fixed", "fixed_depth"] and not rows.loc["early", "fixed_depth"]
+    none_correct = pareto_rows(examples.assign(correct=False), tokens)
+    assert (none_correct["ci_low"] == 0).all() and (none_correct["ci_high"] > 0).all()
 
 
 @pytest.mark.parametrize("router", ["fixed", "early", "online"])

@@ -84,7 +84,9 @@ def pareto_rows(examples: pd.DataFrame, answer_depths: pd.DataFrame) -> pd.DataF
     rows["fixed_depth"] = spread.reindex(rows.index).fillna(False).astype(bool)
     rows["accuracy"] = rows["n_correct"] / rows["n_examples"]
     low, high = proportion_confint(rows["n_correct"], rows["n_examples"], method="wilson")
-    rows["ci_low"], rows["ci_high"] = low, high
+    # Wilson bounds at 0 or n correct can miss the estimate by rounding (1e-17 above 0).
+    rows["ci_low"] = np.minimum(low, rows["accuracy"])
+    rows["ci_high"] = np.maximum(high, rows["accuracy"])
     return rows.drop(columns="n_correct").reset_index()
 
 
