@@ -304,6 +304,53 @@ def test_generalization_table_matches_a_plain_loop(eval_dirs):
         assert row.mean_depth == pytest.approx(np.mean([m.mean_depth for m in members]))
 
 
+def test_generative_columns_against_direct_distributions():
+    """LANO rows: length TV against the full exact distribution (support included), distinct
+    share by set size, completion shares by plain means; greedy tasks get NaN."""
+    grammar = {10: 0.5, 11: 0.3, 12: 0.2}  # the exact length distribution
+    samples = [("a", 10, True), ("a", 10, True), ("b", 11, True), ("c", 13, True), ("d", 20, False)]
+    rows = [
+        {
+            "task": "lano",
+            "router": "early",
+            "seed": 0,
+            "split": "test",
+            "size": 11,
+            "example_id": f"e{i}",
+            "correct": m in grammar and ended,
+            "tf_correct": False,
+            "mean_depth": 2.0,
+            "mean_expected_depth": 2.0,
+            "n_answer_tokens": 12,
+            "generated": text,
+            "ended": ended,
+            "sample_length": m,
+            "length_prob": grammar.get(m, 0.0) if ended else 0.0,
+            "completion_quarter": i % 2 == 0,
+            "completion_half": True,
+            "mean_kl_bits": 0.1 * i,
+            "token_best_match": 0.5,
+        }
+        for i, (text, m, ended) in enumerate(samples)
+    ]
+    rows.append(rows[0] | {"task": "brevo", "ended": np.nan, "generated": "x"})
+    for name in ("sample_length", "length_prob", "completion_quarter", "completion_half"):
+        rows[-1][name] = np.nan
+    table = generalization_table(pd.DataFrame(rows)).set_index("task")
+    lano = table.loc["lano"]
+    sampled = Counter(m if ended else "no end" for _, m, ended in samples)
+    support = set(grammar) | set(sampled)
+    tv = 0.5 * sum(abs(sampled[m] / len(samples) - grammar.get(m, 0.0)) for m in support)
+    assert lano["length_tv"] == pytest.approx(tv)
+    assert lano["distinct_share"] == pytest.approx(4 / 5)
+    assert lano["accuracy"] == pytest.approx(3 / 5)
+    assert lano["completion_quarter"] == pytest.approx(3 / 5)
+    assert lano["mean_kl_bits"] == pytest.approx(0.2)
+    assert np.isnan(table.loc["brevo", "length_tv"]) and np.isnan(
+        table.loc["brevo", "distinct_share"]
+    )
+
+
 def test_depth_hist_matches_counter(eval_dirs):
     tokens = load_records(eval_dirs, "tokens")
     table = depth_hist_table(tokens)

@@ -91,9 +91,36 @@ def test_train_only_sizes_are_trained_not_tested():
     assert ("interp", 5, 40) in plan and ("extrap", 7, 40) in plan
 
 
+def test_size_ranges_and_weighted_training_shares(tmp_path):
+    """``"a..b"`` covers every producible size no split names; LANO shares n_train in proportion
+    to its grammar's length distribution (largest remainders, at least one per size)."""
+    grammar = tmp_path / "g.pcfg"  # lengths 2, 3, 4 and 6 with probabilities .4, .3, .2, .1
+    rules = ["S -> A A [0.4]", "S -> A A A [0.3]", "S -> A A A A [0.2]", "S -> A A A A A A [0.1]"]
+    rules += [f"A -> '{t}' [{p}]" for t, p in (("a", 0.3), ("b", 0.3), ("c", 0.4))]
+    grammar.write_text("\n".join(rules) + "\n")
+    sizes = {"train": ["1..4"], "interp": [3], "extrap": ["5..9"], "n_train": 9}
+    sizes["n_eval_per_size"] = 1
+    plan = plan_splits(get_task("lano", grammar_file=str(grammar)), sizes)
+    # 1 and 5 are not producible; 3 is named by interp
+    assert plan == [
+        ("train", 2, 6),
+        ("train", 4, 3),
+        ("test", 2, 1),
+        ("test", 4, 1),
+        ("interp", 3, 1),
+        ("extrap", 6, 1),
+    ]
+    uniform = get_task("lano", grammar_file=str(grammar), length_mix="uniform")
+    assert [n for split, _, n in plan_splits(uniform, sizes) if split == "train"] == [5, 4]
+    rare = get_task("lano", grammar_file=str(grammar))
+    sizes |= {"train": [2, 4, 6], "interp": [3], "extrap": [], "n_train": 5}
+    assert [n for split, _, n in plan_splits(rare, sizes) if split == "train"] == [3, 1, 1]
+
+
 @pytest.mark.parametrize(
     "sizes, message",
     [
+        ({"train": ["3..x"]}, "ranges"),
         ({"train_only": [3]}, "both train and train_only"),
         ({"train_only": [7]}, "extrap size 7"),  # moves the training range past extrap
         ({"train_only": [5]}, "interp size 5"),

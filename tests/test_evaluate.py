@@ -13,6 +13,7 @@ import torch
 from anira.batches import PaddedSplit
 from anira.data import generate_dataset, load_split, load_task, load_vocab, row_to_example
 from anira.evaluate import (
+    TemperatureSampler,
     evaluate,
     evaluate_split,
     generated_records,
@@ -21,6 +22,8 @@ from anira.evaluate import (
 )
 from anira.io import AniraInputError, verify_manifest
 from anira.model import AniraModel, ModelConfig
+from anira.tasks.base import EOS
+from anira.tasks.grammar import END
 from anira.train import train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
@@ -183,6 +186,9 @@ def test_teacher_forced_records_equal_the_models_own_forward_pass(tiny_dataset, 
     assert shifted["executed_depth"].tolist() != reference["executed_depth"].tolist()
     assert not np.allclose(shifted["expected_depth"], reference["expected_depth"], atol=1e-5)
     assert shifted["correct"].tolist() != reference["correct"].tolist()
+    # ... and the other pairing (depth at position t itself) is exactly the shifted one.
+    assert records["executed_depth_at_t"].tolist() == shifted["executed_depth"].tolist()
+    np.testing.assert_allclose(records["expected_depth_at_t"], shifted["expected_depth"], atol=1e-5)
     hits = reference["correct"].dropna()
     assert 0 < hits.mean() < 1
 
@@ -314,3 +320,90 @@ def test_generated_records_are_written_for_every_split(trained, tiny_dataset, tm
         assert {"example_id", "step", "executed_depth", "f_frontier", "router"} <= set(
             table.columns
         )
+
+
+def test_temperature_sampler_follows_the_softmax_and_is_seeded():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(20000, 1)
+    draws = TemperatureSampler(1.0, seed=7)(logits)
+    freq = np.bincount(draws.numpy(), minlength=3) / len(draws)
+    assert np.abs(freq - [0.5, 0.3, 0.2]).max() < 0.015
+    assert torch.equal(draws, TemperatureSampler(1.0, seed=7)(logits))
+    sharp = TemperatureSampler(0.05, seed=7)(logits)  # low temperature: nearly always the mode
+    assert (sharp == 0).float().mean() > 0.99
+    with pytest.raises(AniraInputError, match="temperature"):
+        TemperatureSampler(0.0, seed=0)
+
+
+LANO_TINY = [
+    "task=lano",
+    "task.scales.mini.params.start=13",  # strings of 12 to 18 terminals
+    "task.scales.mini.train=[12,13,14,15,16]",
+    "task.scales.mini.interp=[]",
+    "task.scales.mini.extrap=[17,18]",
+    "task.scales.mini.n_train=96",
+    "task.scales.mini.n_eval_per_size=4",
+]
+
+
+@pytest.fixture(scope="module")
+def lano_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lano")
+    cfg = compose_config("generate", [*LANO_TINY, "seed=0", "out_dir=unused"])
+    generate_dataset(cfg.task, "mini", 0, root / "data")
+    paths = [f"data_dir={root / 'data'}", f"out_dir={root / 'ckpt'}"]
+    train(compose_config("train", [*LANO_TINY, *TINY_SCALE, "router=early", *paths]))
+    evaluate(eval_cfg(root / "ckpt", root / "data", root / "eval"))
+    return root
+
+
+def test_lano_is_scored_on_samples_with_exact_kl(lano_run):
+    """One temperature-1 sample per example, scored by the parser; per-token KL equal to one
+    recomputed from the model's own forward pass and the brute-force language."""
+    from tests.test_lano import brute_force, brute_next, prefix_mass
+
+    task = load_task(lano_run / "data")
+    vocab = load_vocab(lano_run / "data")
+    model, _ = load_checkpoint(lano_run / "ckpt", vocab, None)
+    mass = prefix_mass(brute_force(task.grammar))
+    for split in ("test", "extrap"):
+        examples = pd.read_parquet(lano_run / "eval" / f"{split}.examples.parquet")
+        tokens = pd.read_parquet(lano_run / "eval" / f"{split}.tokens.parquet")
+        assert len(examples) >= 8
+        for row in examples.itertuples():
+            sample = row.generated.split()
+            assert row.correct == task.is_correct(None, sample)
+            assert row.ended == (bool(sample) and sample[-1] == "<eos>")
+            assert row.sample_length == len(sample) - row.ended
+            assert row.sample_length <= task.sampling_length()
+            expected_prob = task.length_probability(row.sample_length) if row.ended else 0.0
+            assert row.length_prob == pytest.approx(expected_prob)
+            assert isinstance(row.completion_half, bool | np.bool_)
+        frame = load_split(lano_run / "data", split)
+        for record in frame.head(3).itertuples():
+            with torch.no_grad():
+                logits = model(torch.tensor([list(record.tokens)])).logits[0]
+            logp = torch.log_softmax(logits, -1).numpy()
+            string = tuple(record.token_str[2:-1])
+            mine = tokens[(tokens["example_id"] == record.id) & tokens["is_answer"]]
+            assert len(mine) == len(string) + 1
+            for k, row in enumerate(mine.itertuples()):
+                dist = brute_next(mass, string[:k])
+                kl = sum(
+                    p * (np.log(p) - logp[row.position - 1, vocab.index[a if a != END else EOS]])
+                    for a, p in dist.items()
+                ) / np.log(2)
+                assert row.kl_bits == pytest.approx(kl, rel=1e-4, abs=1e-5)
+            mean_kl = examples.set_index("example_id").loc[record.id, "mean_kl_bits"]
+            assert mean_kl == pytest.approx(mine["kl_bits"].mean(), rel=1e-5)
+
+
+def test_lano_samples_are_deterministic_for_a_seed(lano_run, tmp_path):
+    again = tmp_path / "again"
+    evaluate(eval_cfg(lano_run / "ckpt", lano_run / "data", again))
+    other = tmp_path / "other"
+    evaluate(eval_cfg(lano_run / "ckpt", lano_run / "data", other, ["sample_seed=1"]))
+    first = pd.read_parquet(lano_run / "eval" / "test.examples.parquet")
+    assert first.equals(pd.read_parquet(again / "test.examples.parquet"))
+    assert not first["generated"].equals(
+        pd.read_parquet(other / "test.examples.parquet")["generated"]
+    )

@@ -409,15 +409,124 @@ def test_bad_parameters_and_sizes(tmp_path):
     assert even.space_size(6) == 2 and even.space_size(4) == 1
 
 
-def test_config_sizes_are_valid_and_mini_is_short():
+CFG3B = ROOT / "config/grammars/cfg3b.pcfg"
+
+
+def derives(grammar: PCFG, string: list[str]):
+    """An independent recognizer: whether ``sym`` derives ``string[i:j]``, by memoised search
+    over every split of the span (no chart, no probabilities)."""
+    from functools import cache
+
+    @cache
+    def span(sym: str, i: int, j: int) -> bool:
+        if sym not in grammar.rules_of:
+            return j == i + 1 and string[i] == sym
+        return any(seq(rule.rhs, i, j) for rule in grammar.rules_of[sym])
+
+    @cache
+    def seq(symbols: tuple[str, ...], i: int, j: int) -> bool:
+        if len(symbols) == 1:
+            return span(symbols[0], i, j)
+        return any(
+            span(symbols[0], i, k) and seq(symbols[1:], k, j)
+            for k in range(i + 1, j - len(symbols) + 2)
+        )
+
+    return span(grammar.start, 0, len(string))
+
+
+def test_cfg3b_is_the_published_grammar_with_its_length_range():
+    grammar = PCFG.from_text(CFG3B.read_text())
+    assert grammar.start == "22" and grammar.terminals == ["1", "2", "3"]
+    assert len(grammar.nonterminals) == 16
+    assert all(len(grammar.rules_of[nt]) == 2 for nt in grammar.nonterminals)
+    assert all(rule.prob == 0.5 for rule in grammar.rules)
+    lengths = grammar.length_distribution()
+    assert min(lengths) == 138 and max(lengths) == 432
+    assert grammar.mean_length() == pytest.approx(275.625)
+    # strictly layered: every rule of a level uses only symbols of the next level
+    levels = [{"22"}, {"19", "20", "21"}, {"16", "17", "18"}, {"13", "14", "15"}]
+    levels += [{"10", "11", "12"}, {"7", "8", "9"}, {"1", "2", "3"}]
+    for upper, lower in itertools.pairwise(levels):
+        for nt in upper:
+            assert all(set(rule.rhs) <= lower for rule in grammar.rules_of[nt])
+
+
+def test_sub_grammar_length_distribution_matches_enumeration():
+    """Rooted at 13, the sub-grammar's language is small enough to enumerate every derivation:
+    the dynamic programme's length distribution and mean must match it exactly."""
+    grammar = PCFG.from_text(CFG3B.read_text()).rooted_at("13")
+    assert grammar.start == "13" and set(grammar.nonterminals) == {"13", "11", "12", "7", "8", "9"}
+    by_length: Counter = Counter()
+    for string, (prob, _, _) in brute_force(grammar).items():
+        by_length[len(string)] += prob
+    exact = grammar.length_distribution()
+    assert set(exact) == set(by_length) == set(range(12, 19))
+    for m, prob in by_length.items():
+        assert exact[m] == pytest.approx(prob)
+    assert grammar.mean_length() == pytest.approx(sum(m * p for m, p in by_length.items()))
+    with pytest.raises(AniraInputError, match="not a nonterminal"):
+        grammar.rooted_at("22")
+
+
+def test_parser_membership_agrees_with_an_independent_recognizer():
+    """On the mini sub-grammar (root 16): sampled strings and single-token edits of them, the
+    Earley parser's verdict equals a memoised span recognizer's."""
+    task = Lano(grammar_file=str(CFG3B), start=16)
+    rng = np.random.default_rng(3)
+    lengths = sorted(task.grammar.length_distribution())
+    verdicts = Counter()
+    for _ in range(12):
+        string = task.grammar.sample(int(rng.choice(lengths)), rng).leaves()
+        edited = list(string)
+        edited[int(rng.integers(len(edited)))] = str(rng.choice(["1", "2", "3"]))
+        for candidate in (string, edited, string[:-1], [*string, "1"]):
+            expected = derives(task.grammar, candidate)
+            assert task.grammar.parse(candidate).accepted == expected
+            assert task.is_correct(None, [*candidate, EOS]) == expected
+            verdicts[expected] += 1
+    assert verdicts[True] >= 12 and verdicts[False] >= 12
+
+
+def test_natural_length_weights_and_relative_grammar_file():
+    task = Lano(grammar_file="grammars/cfg3b.pcfg", start="16")
+    assert task.sampling_length() == 73
+    dist = task.grammar.length_distribution()
+    assert task.size_weights([30, 37, 60]) == [dist[30], dist[37], dist[60]]
+    assert task.length_probability(46) == 0.0 and task.length_probability(60) == dist[60]
+    assert Lano(grammar_file=str(CFG3B), length_mix="uniform").size_weights([138]) is None
+    with pytest.raises(AniraInputError, match="length_mix"):
+        Lano(length_mix="skewed")
+
+
+def test_answer_distributions_match_brute_force():
+    task = Lano(grammar_file=str(CFG3B), start=13)
+    mass = prefix_mass(brute_force(task.grammar))
+    example = task.sample(15, np.random.default_rng(0))
+    string = tuple(example.answer_str[:-1])
+    dists = task.answer_distributions(example)
+    assert len(dists) == len(string) + 1
+    for k, dist in enumerate(dists):
+        expected = {EOS if a == END else a: p for a, p in brute_next(mass, string[:k]).items()}
+        assert dist.keys() == expected.keys()
+        for a, p in expected.items():
+            assert dist[a] == pytest.approx(p)
+
+
+def test_config_uses_cfg3b_and_a_documented_mini_sub_grammar():
+    from anira.data import build_task
+
     cfg = yaml.safe_load((ROOT / "config/task/lano.yaml").read_text())
-    assert cfg["name"] == "lano"
-    task = Lano(**cfg["params"])
-    for scale in ("mini", "paper"):
-        sizes = cfg["scales"][scale]
-        for key in ("train", "interp", "extrap"):
-            for size in sizes[key]:
-                task.check_size(size)
-        assert sizes["max_depth"] == 6
-    longest = max(cfg["scales"]["mini"]["extrap"])
-    assert len(task.sample(longest, np.random.default_rng(0)).token_str) <= 40
+    assert cfg["name"] == "lano" and cfg["params"]["grammar_file"] == "grammars/cfg3b.pcfg"
+    paper, _, paper_plan = build_task(cfg, "paper")
+    assert paper.grammar.start == "22" and paper.grammar.max_length == 432
+    mini, _, mini_plan = build_task(cfg, "mini")
+    assert mini.grammar.start == "16"
+    lengths = mini.grammar.length_distribution()
+    assert (min(lengths), max(lengths)) == (30, 72)
+    for plan, task in ((paper_plan, paper), (mini_plan, mini)):
+        sizes = {split: [s for sp, s, _ in plan if sp == split] for split in ("train", "extrap")}
+        # the largest evaluated size is the grammar's longest string: the model's context then
+        # covers every sample, so sampling is never cut below the grammar's maximum length
+        assert max(sizes["extrap"]) == task.grammar.max_length
+        assert sum(n for sp, _, n in plan if sp == "test") >= 500

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -130,14 +131,50 @@ class Vocabulary:
 # Split plan: which sizes, how many examples, validated before any work.
 
 
-def _int_list(value: Any, what: str) -> list[int]:
+SIZE_KEYS = ("train", "train_only", "interp", "extrap")
+_RANGE_RE = re.compile(r"^\s*(\d+)\s*\.\.\s*(\d+)\s*$")
+
+
+def _int_list(value: Any, what: str, task: Task, named: set[int]) -> list[int]:
+    """The sizes of one split: integers, or ``"a..b"`` ranges standing for every size in [a, b]
+    the task can produce that no split names as an integer (e.g. LANO lengths)."""
     items = list(value) if value is not None else []
-    if any(isinstance(x, bool) or int(x) != x for x in items):
-        raise AniraInputError(f"{what} must be a list of integers, got {items}")
-    ints = [int(x) for x in items]
+    ints: list[int] = []
+    for x in items:
+        match = _RANGE_RE.match(x) if isinstance(x, str) else None
+        if match is not None:
+            lo, hi = int(match.group(1)), int(match.group(2))
+            ints += [s for s in range(lo, hi + 1) if s not in named and _producible(task, s)]
+        elif isinstance(x, bool | str) or int(x) != x:
+            raise AniraInputError(
+                f"{what} must be a list of integers or 'a..b' ranges, got {items}"
+            )
+        else:
+            ints.append(int(x))
     if len(set(ints)) != len(ints):
         raise AniraInputError(f"{what} repeats a size: {ints}")
     return ints
+
+
+def _producible(task: Task, size: int) -> bool:
+    try:
+        task.check_size(size)
+    except AniraInputError:
+        return False
+    return True
+
+
+def _train_counts(task: Task, train: list[int], n_train: int) -> list[int]:
+    """``n_train`` shared by the training sizes: equally, or in proportion to the task's
+    :meth:`~anira.tasks.Task.size_weights` (largest remainders; at least one per size)."""
+    weights = task.size_weights(train)
+    if weights is None:
+        return [n_train // len(train) + (i < n_train % len(train)) for i in range(len(train))]
+    share = np.asarray(weights, dtype=float) / float(np.sum(weights)) * n_train
+    counts = np.floor(share).astype(np.int64)
+    extra = np.argsort(-(share - counts), kind="stable")[: n_train - int(counts.sum())]
+    counts[extra] += 1
+    return [max(1, int(c)) for c in counts]
 
 
 def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, int]]:
@@ -145,17 +182,25 @@ def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, in
 
     ``train_only`` sizes (optional) are trained on but never tested: sizes whose example space is
     too small for a test split disjoint from train (MANO L=1 has 1,587 expressions) can still teach
-    the primitive steps of the larger sizes. ``n_train`` is shared equally by every training size.
+    the primitive steps of the larger sizes. ``n_train`` is shared by the training sizes, equally
+    unless the task weighs them (:meth:`~anira.tasks.Task.size_weights`, e.g. LANO's lengths in
+    proportion to the grammar's length distribution). A list may hold ``"a..b"`` ranges: every
+    size in [a, b] the task can produce and that no split names as an integer.
 
     Raises :class:`AniraInputError` for sizes below the task's minimum, interp sizes not strictly
     inside the training range or equal to a training size, extrap sizes not beyond it, sizes shared
     between splits, non-positive counts, and sizes whose example space (when the task knows it) is
     too small for the examples requested.
     """
-    tested = sorted(_int_list(sizes.get("train"), "train sizes"))
-    train_only = sorted(_int_list(sizes.get("train_only"), "train_only sizes"))
-    interp = sorted(_int_list(sizes.get("interp"), "interp sizes"))
-    extrap = sorted(_int_list(sizes.get("extrap"), "extrap sizes"))
+    named = {
+        int(x)
+        for key in SIZE_KEYS
+        for x in (sizes.get(key) or [])
+        if not isinstance(x, str | bool) and int(x) == x
+    }
+    tested, train_only, interp, extrap = (
+        sorted(_int_list(sizes.get(key), f"{key} sizes", task, named)) for key in SIZE_KEYS
+    )
     if not tested:
         raise AniraInputError("train sizes must not be empty")
     if set(train_only) & set(tested):
@@ -181,7 +226,7 @@ def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, in
     if set(interp) & set(extrap):
         both = sorted(set(interp) & set(extrap))
         raise AniraInputError(f"sizes {both} are both interp and extrap")
-    per_train = [n_train // len(train) + (i < n_train % len(train)) for i in range(len(train))]
+    per_train = _train_counts(task, train, n_train)
     plan = [("train", s, n) for s, n in zip(train, per_train, strict=True)]
     plan += [("test", s, n_eval) for s in tested]
     plan += [("interp", s, n_eval) for s in interp] + [("extrap", s, n_eval) for s in extrap]

@@ -8,7 +8,11 @@ Two views of each example:
   token t carries the prediction made at position t-1 (the position whose output emits t): its
   correctness as the task scores it (``Task.token_correct``: equal to the gold token by default;
   LANO: the prefix stays in the language), executed depth and expected depth E_q[d]. Position 0
-  is predicted by nothing and has no record.
+  is predicted by nothing and has no record. That pairing (token t with the depth at t − 1, the
+  computation that produced it) is the one every table uses; ``executed_depth_at_t`` and
+  ``expected_depth_at_t`` hold the other one (the depth spent at position t, reading token t).
+  Where the task knows the exact next-token distribution (LANO), ``best_match`` (the prediction is
+  the unique most likely token) and ``kl_bits`` (KL(task ‖ model) in bits) are added.
 - **generated** (per-example ``correct``): greedy decoding from the prompt (through ``<ans>``) until
   ``<eos>``, scored by the task (BREVO accepts any valid order). The model is causal and each
   token's depth depends only on its prefix, so one forward pass over a prefix gives exactly the
@@ -16,6 +20,10 @@ Two views of each example:
   state at iteration min(r, d_past)). ``decode=cached`` (default) decodes with a per-iteration
   key/value cache (``anira.model.decode.generate``); ``decode=reference`` re-runs the prefix for
   every token, the definition the cache is tested against (same tokens and depths, much slower).
+  Tasks scored by **sampling** (``Task.sampling_length``; LANO, whose prompt is the same for every
+  example, so greedy decoding would write one string per model) instead draw one answer per
+  example at temperature 1 (``sample_seed``), up to the longest valid answer, plus completions of
+  the gold answer cut at ¼ and ½; see :func:`sampled_generation` for the columns.
 
 ``mean_depth`` is the mean executed depth over the generated answer tokens (what the model spends
 when it solves the example); ``tf_mean_depth`` and ``mean_expected_depth`` are over the gold answer.
@@ -88,48 +96,94 @@ def batches_by_length(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def teacher_forced(model, data: PaddedSplit, batch_size: int, device) -> dict[str, np.ndarray]:
-    """Per position t ≥ 1 of every example: the predicted token, executed and expected depth."""
+def teacher_forced(
+    model, data: PaddedSplit, batch_size: int, device, log_probs: bool = False
+) -> dict[str, np.ndarray]:
+    """Per position t ≥ 1 of every example, from the output at t − 1 (the position that predicts
+    token t): the predicted token, executed and expected depth, and with ``log_probs`` the model's
+    log next-token distribution. ``depth_at_t`` / ``expected_at_t``: the same at position t itself
+    (the depth spent on reading token t), the other pairing of token and depth."""
     n, width = data.tokens.shape
-    predicted = np.zeros((n, width), dtype=np.int64)
-    depth = np.zeros((n, width), dtype=np.int16)
-    expected = np.zeros((n, width), dtype=np.float32)
+    out_arrays = {
+        "predicted": np.zeros((n, width), dtype=np.int64),
+        "depth": np.zeros((n, width), dtype=np.int16),
+        "expected": np.zeros((n, width), dtype=np.float32),
+        "depth_at_t": np.zeros((n, width), dtype=np.int16),
+        "expected_at_t": np.zeros((n, width), dtype=np.float32),
+    }
+    if log_probs:
+        out_arrays["log_probs"] = np.zeros((n, width, model.cfg.vocab_size), dtype=np.float32)
     for idx in batches_by_length(data.lengths.numpy(), batch_size):
         tokens, _ = data.batch(idx)
         tokens = tokens.to(device)
         with autocast(device):
             out = model(tokens)
         t = tokens.shape[1]
-        predicted[idx, 1:t] = out.logits[:, :-1].argmax(-1).cpu().numpy()
-        depth[idx, 1:t] = out.depth[:, :-1].cpu().numpy()
-        expected[idx, 1:t] = out.expected_depth[:, :-1].float().cpu().numpy()
-    return {"predicted": predicted, "depth": depth, "expected": expected}
+        out_arrays["predicted"][idx, 1:t] = out.logits[:, :-1].argmax(-1).cpu().numpy()
+        out_arrays["depth"][idx, 1:t] = out.depth[:, :-1].cpu().numpy()
+        out_arrays["expected"][idx, 1:t] = out.expected_depth[:, :-1].float().cpu().numpy()
+        out_arrays["depth_at_t"][idx, 1:t] = out.depth[:, 1:].cpu().numpy()
+        out_arrays["expected_at_t"][idx, 1:t] = out.expected_depth[:, 1:].float().cpu().numpy()
+        if log_probs:
+            logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+            out_arrays["log_probs"][idx, 1:t] = logp.cpu().numpy()
+    return out_arrays
+
+
+class TemperatureSampler:
+    """Draws each next token from softmax(logits / temperature) with its own seeded generator, so
+    a seed and a batch size give the same samples on every run (CPU)."""
+
+    def __init__(self, temperature: float, seed: int) -> None:
+        if not temperature > 0:
+            raise AniraInputError(f"sampling temperature must be positive, got {temperature}")
+        self.temperature = float(temperature)
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits.float().cpu() / self.temperature, dim=-1)
+        draws = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        return draws.to(logits.device)
+
+
+def prompt_lengths(data: PaddedSplit, vocab: Vocabulary) -> np.ndarray:
+    """Per example: the number of tokens up to and including ``<ans>``."""
+    return np.array(
+        [int(np.flatnonzero(row == vocab.ans_id)[0]) + 1 for row in data.tokens.numpy()],
+        dtype=np.int64,
+    )
 
 
 @torch.no_grad()
-def greedy_generate(
-    model, data: PaddedSplit, vocab: Vocabulary, batch_size: int, device, cached: bool = True
+def continue_prompts(
+    model,
+    prompts: list[np.ndarray],
+    limit: np.ndarray,
+    eos_id: int,
+    batch_size: int,
+    device,
+    cached: bool = True,
+    choose=None,
 ) -> tuple[list[list[int]], list[np.ndarray]]:
-    """Greedy answers (token ids after ``<ans>``) and the executed depth that emitted each token:
-    with the key/value cache, or (``cached=False``) by re-running the prefix (the reference)."""
+    """Continue each prompt (token ids) until ``<eos>`` or ``limit[i]`` tokens in all, picking
+    each token with ``choose(logits)`` (``None``: greedy); with the key/value cache, or
+    (``cached=False``) by re-running the prefix (the reference). Returns the continuations and
+    the executed depth that emitted each of their tokens."""
     decode = generate if cached else generate_reference
-    answers: list[list[int]] = [[] for _ in range(len(data))]
-    depths: list[np.ndarray] = [np.zeros(0, dtype=np.int16)] * len(data)
-    tokens_all = data.tokens.numpy()
-    prompt_len = np.array(
-        [int(np.flatnonzero(row == vocab.ans_id)[0]) + 1 for row in tokens_all], dtype=np.int64
-    )
+    answers: list[list[int]] = [[] for _ in prompts]
+    depths: list[np.ndarray] = [np.zeros(0, dtype=np.int16)] * len(prompts)
+    prompt_len = np.array([len(p) for p in prompts], dtype=np.int64)
     # Positions beyond the model's context are never generated (RoPE or not, the model asserts it).
-    limit = np.minimum(data.lengths.numpy() + EXTRA_ANSWER_TOKENS, model.cfg.max_seq_len)
+    limit = np.minimum(limit, model.cfg.max_seq_len)
     for idx in batches_by_length(limit, batch_size):
         width = int(limit[idx].max())
         buffer = torch.zeros((len(idx), width), dtype=torch.long)
         for row, i in enumerate(idx):
-            buffer[row, : prompt_len[i]] = data.tokens[i, : prompt_len[i]]
+            buffer[row, : prompt_len[i]] = torch.as_tensor(prompts[i])
         cur = torch.as_tensor(prompt_len[idx], device=device)
         stop = torch.as_tensor(limit[idx], device=device)
         with autocast(device):
-            buffer, cur, executed = decode(model, buffer.to(device), cur, stop, vocab.eos_id)
+            buffer, cur, executed = decode(model, buffer.to(device), cur, stop, eos_id, choose)
         cur, executed = cur.cpu(), executed.cpu().numpy()
         out = buffer.cpu().numpy()
         for row, i in enumerate(idx):
@@ -137,6 +191,101 @@ def greedy_generate(
             answers[i] = out[row, start:end].tolist()
             depths[i] = executed[row, start - 1 : end - 1]
     return answers, depths
+
+
+def greedy_generate(
+    model, data: PaddedSplit, vocab: Vocabulary, batch_size: int, device, cached: bool = True
+) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Greedy answers (token ids after ``<ans>``) and the executed depth that emitted each token;
+    an answer may run ``EXTRA_ANSWER_TOKENS`` past the gold one."""
+    prompt_len = prompt_lengths(data, vocab)
+    prompts = [data.tokens[i, : prompt_len[i]].numpy() for i in range(len(data))]
+    limit = data.lengths.numpy() + EXTRA_ANSWER_TOKENS
+    return continue_prompts(model, prompts, limit, vocab.eos_id, batch_size, device, cached)
+
+
+COMPLETION_CUTS = {"completion_quarter": 0.25, "completion_half": 0.5}
+
+
+def sampled_generation(
+    model,
+    task: Task,
+    data: PaddedSplit,
+    examples: list[Example],
+    vocab: Vocabulary,
+    batch_size: int,
+    device,
+    seed: int | list[int],
+    cached: bool = True,
+) -> tuple[list[list[int]], list[np.ndarray], dict[str, np.ndarray]]:
+    """Generative evaluation of a task scored by sampling (temperature 1, up to
+    ``task.sampling_length()`` answer tokens, so no cut-off below the longest valid answer).
+
+    Returns one sample per example from its prompt (with the executed depths that emitted it)
+    and per-example columns: ``ended`` (the sample stopped with ``<eos>``), ``sample_length``
+    (its tokens before ``<eos>``), ``length_prob`` (the task's probability of that length; 0 for
+    a sample that never ended) and, for each cut in :data:`COMPLETION_CUTS`, whether the gold
+    answer's first ⌊cut·n⌋ tokens continued by a sample make a correct answer.
+    """
+    prompt_len = prompt_lengths(data, vocab)
+    tokens = [data.tokens[i, : data.lengths[i]].numpy() for i in range(len(data))]
+    budget = task.sampling_length()
+    streams = np.random.SeedSequence(seed).spawn(1 + len(COMPLETION_CUTS))
+
+    def sample(prompts: list[np.ndarray], stream: np.random.SeedSequence):
+        limit = prompt_len + budget
+        sampler = TemperatureSampler(1.0, int(stream.generate_state(1)[0]))
+        return continue_prompts(
+            model, prompts, limit, vocab.eos_id, batch_size, device, cached, sampler
+        )
+
+    prompts = [t[:p] for t, p in zip(tokens, prompt_len, strict=True)]
+    answers, depths = sample(prompts, streams[0])
+    columns: dict[str, np.ndarray] = {}
+    ended = np.array([bool(a) and a[-1] == vocab.eos_id for a in answers])
+    columns["ended"] = ended
+    columns["sample_length"] = np.array(
+        [len(a) - 1 if e else len(a) for a, e in zip(answers, ended, strict=True)]
+    )
+    columns["length_prob"] = np.array(
+        [
+            task.length_probability(int(m)) if e else 0.0
+            for m, e in zip(columns["sample_length"], ended, strict=True)
+        ]
+    )
+    for (name, cut), stream in zip(COMPLETION_CUTS.items(), streams[1:], strict=True):
+        keep = [
+            int(np.floor(cut * (len(t) - p - 1))) for t, p in zip(tokens, prompt_len, strict=True)
+        ]
+        prefixes = [t[: p + k] for t, p, k in zip(tokens, prompt_len, keep, strict=True)]
+        continued, _ = sample(prefixes, stream)
+        columns[name] = np.array(
+            [
+                task.is_correct(ex, vocab.decode([*t[p : p + k], *c]))
+                for ex, t, p, k, c in zip(
+                    examples, tokens, prompt_len, keep, continued, strict=True
+                )
+            ]
+        )
+    return answers, depths, columns
+
+
+def answer_kl_bits(
+    task: Task, example: Example, log_probs: np.ndarray, vocab: Vocabulary
+) -> np.ndarray | None:
+    """Per position t of the example (NaN off the answer): KL(p ‖ q) in bits between the task's
+    exact distribution p of token t given the gold prefix and the model's q (``log_probs[t]``, the
+    output at t − 1); ``None`` when the task has no exact distribution."""
+    exact = task.answer_distributions(example)
+    if exact is None:
+        return None
+    kl = np.full(len(example.token_str), np.nan)
+    first = example.answer_mask.index(True)
+    for k, dist in enumerate(exact):
+        ids = vocab.encode(list(dist))
+        p = np.array(list(dist.values()))
+        kl[first + k] = float(np.sum(p * (np.log(p) - log_probs[first + k, ids])) / np.log(2))
+    return kl
 
 
 GENERATED_COLUMNS = ("example_id", "size", "step", "token", "executed_depth")
@@ -184,22 +333,34 @@ def evaluate_split(
     batch_size: int,
     device,
     cached: bool = True,
+    sample_seed: int | list[int] = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     data = PaddedSplit.from_frame(frame)
-    tf = teacher_forced(model, data, batch_size, device)
-    answers, gen_depths = greedy_generate(model, data, vocab, batch_size, device, cached)
+    examples_in = [
+        Example(
+            token_str=list(record.token_str),
+            answer_mask=[bool(m) for m in record.answer_mask],
+            size=int(record.size),
+            features={},
+            instance=json.loads(record.instance),
+        )
+        for record in frame.itertuples(index=False)
+    ]
+    sampled = task.sampling_length() is not None
+    tf = teacher_forced(model, data, batch_size, device, log_probs=sampled)
+    generative: dict[str, np.ndarray] = {}
+    if sampled:
+        answers, gen_depths, generative = sampled_generation(
+            model, task, data, examples_in, vocab, batch_size, device, sample_seed, cached
+        )
+    else:
+        answers, gen_depths = greedy_generate(model, data, vocab, batch_size, device, cached)
     feature_cols = [c for c in frame.columns if c.startswith("f_")]
     token_parts, example_rows, generated_all, correct_all = [], [], [], []
     for row, record in enumerate(frame.itertuples(index=False)):
         n = len(record.tokens)
         mask = np.asarray(record.answer_mask, dtype=bool)
-        example = Example(
-            token_str=list(record.token_str),
-            answer_mask=list(mask),
-            size=int(record.size),
-            features={},
-            instance=json.loads(record.instance),
-        )
+        example = examples_in[row]
         # Position 0 is predicted by nothing; its placeholder is never scored (a prompt token).
         predicted = [record.token_str[0], *vocab.decode(tf["predicted"][row, 1:n].tolist())]
         correct = pd.array(task.token_correct(example, predicted)[1:], dtype="boolean")
@@ -212,7 +373,19 @@ def evaluate_split(
             "correct": correct,
             "executed_depth": tf["depth"][row, 1:n],
             "expected_depth": tf["expected"][row, 1:n],
+            "executed_depth_at_t": tf["depth_at_t"][row, 1:n],
+            "expected_depth_at_t": tf["expected_at_t"][row, 1:n],
         }
+        scores: dict[str, float] = {}
+        best = task.token_best_match(example, predicted)
+        if best is not None:
+            part["best_match"] = pd.array(best[1:], dtype="boolean")
+            scores["token_best_match"] = float(part["best_match"][mask[1:]].mean())
+        if sampled:
+            kl = answer_kl_bits(task, example, tf["log_probs"][row], vocab)
+            if kl is not None:
+                part["kl_bits"] = kl[1:]
+                scores["mean_kl_bits"] = float(np.nanmean(kl))
         for col in feature_cols:
             part[col] = np.asarray(getattr(record, col), dtype=float)[1:]
         token_parts.append(pd.DataFrame(part))
@@ -232,6 +405,8 @@ def evaluate_split(
                 "mean_expected_depth": float(tf["expected"][row, 1:n][answer_positions].mean()),
                 "n_answer_tokens": int(mask.sum()),
                 "generated": " ".join(generated),
+                **{name: values[row].item() for name, values in generative.items()},
+                **scores,
             }
         )
     tokens = pd.concat(token_parts, ignore_index=True)
@@ -255,6 +430,7 @@ def evaluation_settings(cfg: DictConfig) -> dict:
         "threads": integer(cfg.threads, "threads", 0),
         "inference_rule": None if rule is None else choice(rule, "inference_rule", ONLINE_RULES),
         "decode": choice(cfg.decode, "decode", ("cached", "reference")),
+        "sample_seed": integer(cfg.sample_seed, "sample_seed", 0),
     }
 
 
@@ -291,6 +467,8 @@ def evaluate(cfg: DictConfig) -> Path:
             keep = np.random.default_rng(0).choice(len(frame), limit, replace=False)
             frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
         started = time.perf_counter()
+        # Each split samples from its own stream: adding a split never changes another's samples.
+        split_seed = [settings["sample_seed"], SPLITS.index(split)]
         tables[split] = evaluate_split(
             model,
             task,
@@ -300,6 +478,7 @@ def evaluate(cfg: DictConfig) -> Path:
             batch_size,
             device,
             cached=settings["decode"] == "cached",
+            sample_seed=split_seed,
         )
         examples = tables[split][1]
         print(

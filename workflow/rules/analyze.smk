@@ -6,12 +6,15 @@ ANALYSIS = config["analysis"]
 
 
 rule generalization:
-    """Accuracy and mean depth per task × router × seed × split × size."""
+    """Accuracy and mean depth per task × router × seed × split × size; LANO's generative
+    metrics (in-language, distinct share, length TV, completions, KL) also pooled per split.
+    """
     input:
         records=eval_records("examples", SPLITS),
         code="src/anira/analysis/generalization.py",
     output:
         table=f"{ANALYSIS_DIR}/generalization.csv",
+        generative=f"{ANALYSIS_DIR}/generative.csv",
     log:
         f"{LOG_DIR}/analyze/generalization.log",
     conda:
@@ -25,7 +28,8 @@ rule generalization:
     params:
         eval_dirs=EVAL_DIRS,
     shell:
-        "python -m anira.analysis.generalization --out {output.table} {params.eval_dirs}"
+        "python -m anira.analysis.generalization --out {output.table}"
+        " --generative {output.generative} {params.eval_dirs}"
         " > {log} 2>&1"
 
 

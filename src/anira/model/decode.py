@@ -30,6 +30,8 @@ examples of width W (float32 on CPU, bf16 under CUDA autocast).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from anira.model.model import PAD_ID, AniraModel
@@ -159,9 +161,14 @@ class IncrementalDecoder:
 
 @torch.no_grad()
 def generate(
-    model: AniraModel, buffer: torch.Tensor, cur: torch.Tensor, stop: torch.Tensor, eos_id: int
+    model: AniraModel,
+    buffer: torch.Tensor,
+    cur: torch.Tensor,
+    stop: torch.Tensor,
+    eos_id: int,
+    choose: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy decoding with the cache; the same contract and results as ``generate_reference``."""
+    """Decoding with the cache; the same contract and results as ``generate_reference``."""
     n, width = buffer.shape
     buffer, cur = buffer.clone(), cur.clone()
     depth = torch.zeros_like(buffer)
@@ -182,7 +189,7 @@ def generate(
         if nxt is not None:
             logits, step_depth = decoder.forward(nxt.view(-1, 1), pos)
             depth[live, pos], last = step_depth[:, 0], logits[:, 0]
-        nxt, pos = last.argmax(-1), cur[live]
+        nxt, pos = (greedy if choose is None else choose)(last), cur[live]
         buffer[live, pos] = nxt
         cur[live] = pos + 1
         going = (nxt != eos_id) & (pos + 1 < stop[live])
@@ -190,9 +197,16 @@ def generate(
 
 @torch.no_grad()
 def generate_reference(
-    model: AniraModel, buffer: torch.Tensor, cur: torch.Tensor, stop: torch.Tensor, eos_id: int
+    model: AniraModel,
+    buffer: torch.Tensor,
+    cur: torch.Tensor,
+    stop: torch.Tensor,
+    eos_id: int,
+    choose: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Greedy decoding by re-running the prefix for every token (the definition; slow on purpose).
+    """Decoding by re-running the prefix for every token (the definition; slow on purpose).
+    ``choose`` maps the next-token logits [n, V] to token ids (default: greedy argmax; a sampler
+    for tasks judged on samples).
 
     ``buffer`` [n, W]: example b's prompt in ``buffer[b, :cur[b]]`` (pad after it); generation
     appends tokens until ``<eos>`` or position ``stop[b]`` (exclusive; ≤ W). Returns the filled
@@ -204,7 +218,7 @@ def generate_reference(
     while not bool(done.all()):
         span = int(cur[~done].max())
         logits = model(buffer[:, :span]).logits
-        nxt = logits[rows, (cur - 1).clamp(max=span - 1)].argmax(-1)
+        nxt = (greedy if choose is None else choose)(logits[rows, (cur - 1).clamp(max=span - 1)])
         active = ~done
         buffer[rows[active], cur[active]] = nxt[active]
         cur = torch.where(active, cur + 1, cur)
@@ -214,6 +228,10 @@ def generate_reference(
     if processed > 0:
         depth[:, :processed] = model(buffer[:, :processed]).depth
     return buffer, cur, processed_only(depth, cur)
+
+
+def greedy(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1)
 
 
 def processed_only(depth: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,31 @@ class Task(abc.ABC):
         """
         return {}
 
+    def sampling_length(self) -> int | None:
+        """``None`` (default): answers are generated greedily and scored by :meth:`is_correct`.
+        Otherwise the task is judged on answers *sampled* at temperature 1 (e.g. LANO, whose
+        prompt is the same for every example), of at most this many tokens."""
+        return None
+
+    def length_probability(self, length: int) -> float:
+        """For a task scored by sampling: the probability that a valid answer has ``length``
+        tokens before ``<eos>`` (to compare the lengths a model samples with the task's)."""
+        raise NotImplementedError(f"task {self.name} is not scored by sampling")
+
+    def answer_distributions(self, example: Example) -> list[dict[str, float]] | None:
+        """The exact distribution of each answer token given the gold tokens before it, when the
+        task defines one (LANO: the grammar's next-token distribution); ``None`` by default."""
+        return None
+
+    def token_best_match(self, example: Example, predicted: list[str]) -> list[bool | None] | None:
+        """Per position: whether ``predicted[t]`` is the single most likely token under the task's
+        exact distribution (``None`` on prompt positions and ties); ``None`` when undefined."""
+        return None
+
+    def size_weights(self, sizes: list[int]) -> list[float] | None:
+        """Relative shares of the training examples per size; ``None`` (default): equal shares."""
+        return None
+
     def space_size(self, size: int) -> int | None:
         """The number of distinct token sequences of difficulty ``size``, when known exactly."""
         return None

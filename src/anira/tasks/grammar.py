@@ -24,7 +24,8 @@ Grammar file format (``*.pcfg``, UTF-8)::
     A2 -> 'b' 'a' 'a' [1.0]
 
 - the start symbol is the left-hand side of the first rule (as in ``nltk.PCFG.fromstring``);
-- nonterminal names match ``[A-Za-z_][A-Za-z0-9_]*``; terminal names match ``[A-Za-z0-9_]+``;
+- nonterminal and terminal names match ``[A-Za-z0-9_]+`` (quoting tells them apart, so cfg3b's
+  numbered nonterminals ``22 -> 21 20`` and terminals ``'1' '2' '3'`` keep their published names);
 - the probabilities of each nonterminal's rules are in (0, 1] and sum to 1 (within 1e-6);
 - a right-hand side has at least one symbol; a one-symbol right-hand side must be a terminal (no
   unit rules), and there are no empty rules;
@@ -45,7 +46,7 @@ import numpy as np
 from anira.io import AniraInputError
 
 _RULE_RE = re.compile(r"^(\S+)\s*->\s*(.*?)\s*\[\s*([^\]]*?)\s*\]$")
-_NT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _T_RE = re.compile(r"^'([A-Za-z0-9_]+)'$")
 PROB_TOLERANCE = 1e-6
 
@@ -192,6 +193,30 @@ class PCFG:
             rhs = " ".join(s if s in self.rules_of else f"'{s}'" for s in rule.rhs)
             lines.append(f"{rule.lhs} -> {rhs} [{rule.prob!r}]")
         return "\n".join(lines) + "\n"
+
+    def rooted_at(self, symbol: str) -> PCFG:
+        """The sub-grammar of the nonterminal ``symbol``: its rules first (so it is the start
+        symbol), then the rules of every nonterminal it can reach, in this grammar's order."""
+        if symbol not in self.rules_of:
+            raise AniraInputError(
+                f"{symbol!r} is not a nonterminal of the grammar; nonterminals: "
+                f"{', '.join(self.nonterminals)}"
+            )
+        reachable, stack = {symbol}, [symbol]
+        while stack:
+            for rule in self.rules_of[stack.pop()]:
+                for sym in rule.rhs:
+                    if sym in self.rules_of and sym not in reachable:
+                        reachable.add(sym)
+                        stack.append(sym)
+        rules = self.rules_of[symbol] + [
+            r for r in self.rules if r.lhs in reachable and r.lhs != symbol
+        ]
+        return PCFG(rules, set(self.terminals))
+
+    def mean_length(self) -> float:
+        """The expected number of terminals of a string (exact, from the length distribution)."""
+        return float(sum(m * p for m, p in self.length_distribution().items()))
 
     @property
     def sha256(self) -> str:
@@ -346,8 +371,9 @@ class PCFG:
             head, rest = symbols[0], symbols[1:]
             out: set[tuple[str, ...]] = set()
             for k in range(1, m - len(rest) + 1):
-                for left in of(head, k):
-                    out.update(left + right for right in yields(rest, m - k))
+                lefts = of(head, k)
+                rights = yields(rest, m - k) if lefts else set()
+                out.update(left + right for left in lefts for right in rights)
             return out
 
         def of(sym: str, m: int) -> set[tuple[str, ...]]:

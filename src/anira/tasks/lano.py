@@ -1,13 +1,26 @@
 """LANO: generate a string of a probabilistic context-free grammar (hierarchical structure).
 
-The grammar is a seeded member of a cfg3b-like family (:func:`anira.tasks.grammar.generate_grammar`:
-several levels of nonterminals, rules of two or three symbols, three terminals) or a grammar file
-(``grammar_file``, format in :mod:`anira.tasks.grammar`). It is saved beside every dataset by
+The grammar is a file (``grammar_file``, format in :mod:`anira.tasks.grammar`; a relative path is
+read from ``config/``) or a seeded member of a cfg3b-like family
+(:func:`anira.tasks.grammar.generate_grammar`), optionally re-rooted at one of its nonterminals
+(``start``: the sub-grammar of that symbol). It is saved beside every dataset by
 :meth:`Lano.artifacts` so anyone can re-parse the strings; each example records its SHA-256.
+
+The study's grammar is **cfg3b** of *Physics of Language Models, Part 1* (Allen-Zhu & Li, 2023),
+shipped as ``config/grammars/cfg3b.pcfg`` from its public transcription: start 22, terminals 1 2 3,
+six strictly layered levels, two rules per nonterminal, strings of 138 to 432 terminals, mean
+275.6 (exact, from the length dynamic programme). Departures: rule probabilities are not
+published, so every rule has probability 1/2 (uniform choice, as the Physics-of-LM generators
+draw rules); at scale ``mini`` the sub-grammar rooted at 16 (strings of 30 to 72 terminals, none
+of 46 or 47, mean 48.8) stands in for it, since ~276-token strings are too long for a CPU.
 
 Size ``n`` (**ours**) is the string's length in terminals. A string of size ``n`` is a derivation
 drawn from the PCFG *conditioned on* its yield having ``n`` terminals (exact, no rejection); sizes
-the grammar cannot produce are rejected by :meth:`Lano.check_size`.
+the grammar cannot produce are rejected by :meth:`Lano.check_size`. With ``length_mix: natural``
+(default) a dataset's training examples are shared between its sizes in proportion to the
+grammar's length distribution (:meth:`Lano.size_weights`), so training on every length of a range
+is drawing from the PCFG itself (stratified by length) and the lengths a model samples can be
+compared with the grammar's; ``uniform`` gives every size an equal share.
 
 Token layout: the model generates the whole string, so every string token and ``<eos>`` is an
 answer token::
@@ -35,6 +48,14 @@ Worked example, tree ``(S (A a b) (B c (C b a)))`` of the string ``a b c b a``::
     reduction  0  1  0  0  3  None    b closes A; the last a closes C, B and S
     depth      2  2  2  3  3  None    a is inside S, A; the second b inside S, B, C
 
+Generative evaluation (:mod:`anira.evaluate`): every example has the same prompt, so greedy
+decoding would write one string per model; LANO is instead judged on strings *sampled* at
+temperature 1, up to the grammar's longest string plus ``<eos>`` (:meth:`Lano.sampling_length`):
+their share in the language, share of distinct strings, total-variation distance of their lengths
+to the grammar's exact length distribution (:meth:`Lano.length_probability`), completions of gold
+prefixes cut at ¼ and ½, and per token of held-out strings the KL between the model's next-token
+distribution and the grammar's exact one (:meth:`Lano.answer_distributions`).
+
 Scoring (**ours**). ``is_correct``: the generated answer is ``<eos>``-terminated and the string
 before it is in the language (the parser decides); its length is not checked, since the prompt does
 not carry it. Per token (:meth:`Lano.token_correct`): a prediction at answer position t is correct
@@ -46,8 +67,8 @@ to score teacher-forced predictions. Validity is lenient: with three terminals m
 every terminal (about 88% of answer positions of the default grammar at mini sizes), so a model that
 only emits terminals scores high; the exact match with the most likely token is the strict metric.
 
-Default grammar (``config/grammars/lano_default.pcfg``): 4 levels of 3 nonterminals, 4 rules each,
-terminals ``a b c``; string lengths 6 to 123; about a third of the strings at mini sizes have more
+The generated family's default member (``config/grammars/lano_default.pcfg``, an option, no longer
+the study's grammar): 4 levels of 3 nonterminals, 4 rules each, terminals ``a b c``; string lengths 6 to 123; about a third of the strings at mini sizes have more
 than one parse, and for about one in ten the Viterbi parse differs from the generating derivation.
 """
 
@@ -59,6 +80,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from anira.cli import CONFIG_DIR
 from anira.io import AniraInputError
 from anira.tasks import register
 from anira.tasks.base import ANS, EOS, Example, Task
@@ -67,6 +89,7 @@ from anira.tasks.grammar import END, PCFG, ParseResult, Tree, generate_grammar
 BOS = "<lano>"
 PROMPT = (BOS, ANS)
 PARSES = ("viterbi", "sampled")
+LENGTH_MIXES = ("natural", "uniform")
 GRAMMAR_ARTIFACT = "grammar.pcfg"
 SPACE_ENUMERATION_LIMIT = 20_000  # derivations; above it space_size() reports "unknown"
 
@@ -113,13 +136,22 @@ class Lano(Task):
         skip_prob: float = 0.3,
         grammar_seed: int = 0,
         grammar_file: str | None = None,
+        start: str | int | None = None,
+        length_mix: str = "natural",
         parse: str = "viterbi",
     ) -> None:
         if parse not in PARSES:
             raise AniraInputError(f"lano: parse must be one of {PARSES}, got {parse!r}")
+        if length_mix not in LENGTH_MIXES:
+            raise AniraInputError(
+                f"lano: length_mix must be one of {LENGTH_MIXES}, got {length_mix!r}"
+            )
         self.parse_choice = parse
+        self.length_mix = length_mix
         if grammar_file is not None:
             path = Path(grammar_file)
+            if not path.is_absolute():  # shipped grammars: config/grammars/<name>.pcfg
+                path = CONFIG_DIR / path
             if not path.is_file():
                 raise AniraInputError(f"lano: grammar file not found: {path}")
             self.grammar = PCFG.from_text(path.read_text(encoding="utf-8"), source=str(path))
@@ -132,6 +164,8 @@ class Lano(Task):
                 skip_prob=float(skip_prob),
                 seed=int(grammar_seed),
             )
+        if start is not None:
+            self.grammar = self.grammar.rooted_at(str(start))
         reserved = [t for t in self.grammar.terminals if t.startswith("<")]
         if reserved:
             raise AniraInputError(f"lano: terminal names {reserved} clash with special tokens")
@@ -155,6 +189,14 @@ class Lano(Task):
                 f"task lano: the grammar has no string of length {size} (lengths from "
                 f"{lengths[0]} to {lengths[-1]}, {len(lengths)} possible)"
             )
+
+    def size_weights(self, sizes: list[int]) -> list[float] | None:
+        """``natural``: training lengths in proportion to the grammar's length distribution, so
+        the training strings are (stratified) draws of the PCFG itself and a model's sampled
+        lengths can be compared with the grammar's; ``uniform``: equal shares."""
+        if self.length_mix == "uniform":
+            return None
+        return [float(self.grammar.prob_len[self.grammar.start][s]) for s in sizes]
 
     def space_size(self, size: int) -> int | None:
         """Distinct strings of length ``size``, by enumeration when there are few derivations."""
@@ -221,6 +263,25 @@ class Lano(Task):
             tree = gold
         n = len(answer)
         return {k: (v + [None] * n)[:n] for k, v in self._answer_features(result, tree).items()}
+
+    # ------------------------------------------------------------------ generative evaluation
+    def sampling_length(self) -> int:
+        """Sampled answers may run to the grammar's longest string plus ``<eos>``: no cut-off
+        below it."""
+        return self.grammar.max_length + 1
+
+    def length_probability(self, length: int) -> float:
+        """P(a string of the grammar has ``length`` terminals), exact."""
+        dist = self.grammar.prob_len[self.grammar.start]
+        return float(dist[length]) if 0 <= length < len(dist) else 0.0
+
+    def answer_distributions(self, example: Example) -> list[dict[str, float]]:
+        """The grammar's exact next-token distribution after each prefix of the gold string (one
+        per answer token: every terminal and ``<eos>``), from the parser's prefix probabilities."""
+        string = example.answer_str[:-1]
+        result = self.grammar.parse(string)
+        assert result.accepted, "a LANO example's string is in the language"
+        return [{_token(a): p for a, p in dist.items()} for dist in result.next_probs]
 
     # ----------------------------------------------------------------------- token scoring
     def token_correct(self, example: Example, predicted: list[str]) -> list[bool | None]:
