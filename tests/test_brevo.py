@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -27,6 +29,7 @@ def by_label(nodes):
 def to_nx(instance) -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.add_edges_from(tuple(e) for e in instance["edges"])
+    graph.add_nodes_from(instance.get("isolated", []))  # nodes in no edge (physics_lm rule)
     return graph
 
 
@@ -158,6 +161,66 @@ def test_random_instances_match_networkx(seed):
         assert example.answer_str == order + ["<eos>"]
         assert node_features(example) == reference_features(inst, order, 4)
         assert task.is_correct(example, example.answer_str)
+
+
+def source_process(n: int, rng: random.Random, max_in: int = 4, max_out: int = 4):
+    """The Physics-of-LM BREVO graph process, written from its description with Python's own
+    RNG: (edge count, dependency-set size, isolated node count) of one graph of ``n`` nodes."""
+    while True:
+        parents = {i: [] for i in range(n)}
+        out_degree = [0] * n
+        for i in range(rng.randint(1, (n - 1) // 4 + 1), n):
+            eligible = [j for j in range(i) if out_degree[j] < max_out]
+            if not eligible:
+                continue
+            for j in rng.sample(eligible, rng.randint(1, min(len(eligible), max_in))):
+                parents[i].append(j)
+                out_degree[j] += 1
+        if parents[n - 1]:
+            break
+    dep, stack = set(), [n - 1]
+    while stack:
+        v = stack.pop()
+        if v not in dep:
+            dep.add(v)
+            stack.extend(parents[v])
+    touched = {i for i in range(n) if parents[i]} | {j for ps in parents.values() for j in ps}
+    return sum(map(len, parents.values())), len(dep), n - len(touched)
+
+
+@pytest.mark.parametrize("size", [3, 12, 30])
+def test_physics_lm_rule_matches_the_source_process(size):
+    """Caps (≤ 4 parents, ≤ 4 children), the query last (no children, ≥ 1 parent), N counting
+    isolated nodes; features against networkx; and the distribution of edge count, dependency
+    set and isolated nodes against an independent simulation of the source's process."""
+    task = get_task("brevo", num_labels=30, graph_rule="physics_lm")
+    rng, ref_rng = np.random.default_rng(size), random.Random(size)
+    ours, ref = [], [source_process(size, ref_rng) for _ in range(1500)]
+    for i in range(1500):
+        example = task.sample(size, rng)
+        inst = example.instance
+        g = to_nx(inst)
+        assert g.number_of_nodes() == size and nx.is_directed_acyclic_graph(g)
+        assert max(d for _, d in g.in_degree()) <= 4 and max(d for _, d in g.out_degree()) <= 4
+        q = inst["query"]
+        assert g.out_degree(q) == 0 and g.in_degree(q) >= 1
+        assert set(inst.get("isolated", [])) == {v for v in g.nodes if g.degree(v) == 0}
+        ours.append((g.number_of_edges(), len(inst["answer"]), len(inst.get("isolated", []))))
+        if i < 40:
+            order = inst["answer"]
+            assert order == list(nx.dfs_postorder_nodes(g.reverse(), q, sort_neighbors=by_label))
+            assert node_features(example) == reference_features(inst, order, 4)
+            assert task.is_correct(example, example.answer_str)
+    ours_mean, ref_mean = np.mean(ours, axis=0), np.mean(ref, axis=0)
+    spread = np.std(ref, axis=0) / np.sqrt(len(ref))
+    assert np.all(np.abs(ours_mean - ref_mean) <= 5 * spread + 1e-9), (ours_mean, ref_mean)
+
+
+def test_graph_rule_parameters_are_checked():
+    with pytest.raises(AniraInputError, match="graph_rule"):
+        get_task("brevo", graph_rule="random")
+    with pytest.raises(AniraInputError, match="max_children"):
+        get_task("brevo", graph_rule="physics_lm", max_children=0)
 
 
 def test_features_along_emitted_orders_and_scoring():

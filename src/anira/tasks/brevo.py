@@ -1,7 +1,7 @@
 """BREVO: resolve every prerequisite of a query node in a random DAG (Physics of LMs, part 4.1).
 
-Size ``N`` is the number of nodes of the graph. Every node occurs in at least one edge, so ``N`` can
-be read off the prompt.
+Size ``N`` is the number of nodes of the graph (under the default ``ours`` rule every node occurs
+in an edge, so ``N`` can be read off the prompt).
 
 Token layout::
 
@@ -13,10 +13,35 @@ depends on, recursively), each node after all of its prerequisites, the query la
 ``n0`` .. ``n{K-1}`` where ``K`` (``num_labels``) is the largest size of the dataset; each example
 draws its ``N`` labels as a random subset of them in random order, so labels carry no structure.
 
-Graph generation (**ours**): nodes get a hidden order 0..N-1. The first ``R`` are roots, with ``R``
-uniform in ``1..max(1, N // 3)``; every later node ``i`` draws ``k`` uniform in
-``1..min(i, max_parents)`` parents uniformly among the nodes before it. Graphs with an isolated root
-are redrawn. The query is uniform among the non-root nodes, so ``|S| >= 2``.
+Graph generation, two rules (``graph_rule``). Nodes get a hidden order 0..N-1 and parents come
+from earlier nodes, so the graph is a DAG.
+
+- ``physics_lm`` (scale ``paper``): the distribution of the Physics-of-LM BREVO generator
+  (*Physics of Language Models*, part 4.1; its public generator code, read and re-implemented,
+  not copied). The first ``R`` nodes, ``R`` uniform in ``1..(N-1)//4 + 1``, have no parents; every
+  later node draws ``k`` uniform in ``1..min(#eligible, max_parents)`` parents uniformly among the
+  earlier nodes that have fewer than ``max_children`` (4) children, and none if no earlier node is
+  eligible. The query is the **last** node of the hidden order (the source's candidate list,
+  ``nodes[max(3N//4, N-1):]``, holds only that node), redrawn when it has no parent (the source
+  fails there). ``N`` counts every node, including a node in no edge, which the prompt cannot show
+  (as in the source); ``instance["isolated"]`` lists them.
+- ``ours`` (scale ``mini``, default): the first ``R`` nodes, ``R`` uniform in
+  ``1..max(1, N // 3)``, are roots; every later node ``i`` draws ``k`` uniform in
+  ``1..min(i, max_parents)`` parents uniformly among the nodes before it; no cap on children;
+  graphs with an isolated root are redrawn (so every node is in an edge and ``N`` can be read off
+  the prompt). The query is uniform among the non-root nodes, so ``|S| >= 2``. The mini scale's
+  measured settings (learning rate, router γ and b) were chosen on this rule.
+
+Remaining differences from the source, on purpose: sizes are split by ``N`` (our datasets hold
+each size separately, since the study reads accuracy per size and holds sizes out) where the
+source draws ``N`` from a power law over ``3..N_max`` (weights ∝ 1/(n + √N_max)); a node is one
+token ``n<label>`` (the source spells nodes as multi-token words), so that each answer token
+is one node and carries that node's features; graphs are always given as an edge list (the
+source can also give adjacency lists); and the gold answer is a DFS post-order (below) where the
+source draws a uniformly random topological order. The answer keeps the DFS post-order because
+the execution-state features of the study (``dfs_depth``, ``frontier``, ``newly_enabled``) are
+defined by a DFS, and a deterministic gold order makes them reproducible from the example alone;
+scoring accepts every valid order, so no correct answer is penalised for differing from it.
 
 Gold order (**ours**): the post-order of a recursive depth-first search from the query that visits
 a node's parents in increasing label number (``n2`` before ``n10``) and skips nodes already
@@ -83,6 +108,7 @@ from anira.tasks import register
 from anira.tasks.base import ANS, EOS, Example, Task
 
 BOS, QUERY = "<brevo>", "<query>"
+GRAPH_RULES = ("ours", "physics_lm")
 
 
 def label_number(label: str) -> int:
@@ -92,10 +118,12 @@ def label_number(label: str) -> int:
 class BrevoGraph:
     """A BREVO instance (edges and query) with every quantity its features need."""
 
-    def __init__(self, edges: list[tuple[str, str]], query: str) -> None:
+    def __init__(
+        self, edges: list[tuple[str, str]], query: str, isolated: list[str] | None = None
+    ) -> None:
         self.edges = [(str(p), str(c)) for p, c in edges]
         self.query = query
-        nodes: set[str] = {query}
+        nodes: set[str] = {query, *(isolated or [])}  # nodes in no edge still count in N
         for p, c in self.edges:
             nodes.update((p, c))
         self.parents: dict[str, list[str]] = {v: [] for v in nodes}
@@ -115,7 +143,9 @@ class BrevoGraph:
 
     @classmethod
     def from_instance(cls, instance: dict[str, Any]) -> BrevoGraph:
-        return cls([tuple(e) for e in instance["edges"]], instance["query"])
+        return cls(
+            [tuple(e) for e in instance["edges"]], instance["query"], instance.get("isolated")
+        )
 
     def _dfs_post_order(self) -> tuple[list[str], dict[str, int]]:
         order: list[str] = []
@@ -222,7 +252,22 @@ class BrevoTask(Task):
     )
     min_size: ClassVar[int] = 3
 
-    def __init__(self, max_parents: int = 4, hub_degree: int = 4, num_labels: int | None = None):
+    def __init__(
+        self,
+        max_parents: int = 4,
+        hub_degree: int = 4,
+        num_labels: int | None = None,
+        graph_rule: str = "ours",
+        max_children: int = 4,
+    ):
+        if graph_rule not in GRAPH_RULES:
+            raise AniraInputError(
+                f"brevo: graph_rule must be one of {GRAPH_RULES}, got {graph_rule!r}"
+            )
+        if int(max_children) != max_children or max_children < 1:
+            raise AniraInputError(
+                f"brevo: max_children must be an integer >= 1, got {max_children}"
+            )
         if int(max_parents) != max_parents or max_parents < 1:
             raise AniraInputError(f"brevo: max_parents must be an integer >= 1, got {max_parents}")
         if int(hub_degree) != hub_degree or hub_degree < 1:
@@ -230,6 +275,8 @@ class BrevoTask(Task):
         if num_labels is not None and (int(num_labels) != num_labels or num_labels < self.min_size):
             raise AniraInputError(f"brevo: num_labels must be >= {self.min_size}, got {num_labels}")
         self.max_parents = int(max_parents)
+        self.graph_rule = graph_rule
+        self.max_children = int(max_children)  # the physics_lm rule's cap
         self.hub_degree = int(hub_degree)
         self.num_labels = None if num_labels is None else int(num_labels)
 
@@ -250,6 +297,38 @@ class BrevoTask(Task):
     def sample_graph(self, size: int, rng: np.random.Generator) -> BrevoGraph:
         """Draw a DAG of ``size`` nodes and a query (generation rule in the module docstring)."""
         self.check_size(size)
+        if self.graph_rule == "physics_lm":
+            parents, query_index = self._physics_lm_parents(size, rng)
+        else:
+            parents, query_index = self._our_parents(size, rng)
+        labels = rng.permutation(self.num_labels or size)[:size]
+        names = [f"n{label}" for label in labels]
+        edges = [(names[p], names[c]) for c in range(size) for p in sorted(parents[c])]
+        edges = [edges[j] for j in rng.permutation(len(edges))]
+        in_edges = {v for edge in edges for v in edge}
+        isolated = [v for v in names if v not in in_edges]
+        return BrevoGraph(edges, names[query_index], isolated)
+
+    def _physics_lm_parents(self, size: int, rng: np.random.Generator) -> tuple[list, int]:
+        """Parents per node and the query's index under the ``physics_lm`` rule (docstring)."""
+        n_roots = int(rng.integers(1, (size - 1) // 4 + 2))
+        while True:
+            children = np.zeros(size, dtype=np.int64)
+            parents = [np.empty(0, dtype=np.int64)] * n_roots
+            for i in range(n_roots, size):
+                eligible = np.flatnonzero(children[:i] < self.max_children)
+                if len(eligible) == 0:
+                    parents.append(np.empty(0, dtype=np.int64))
+                    continue
+                k = int(rng.integers(1, min(len(eligible), self.max_parents) + 1))
+                chosen = rng.choice(eligible, size=k, replace=False)
+                children[chosen] += 1
+                parents.append(chosen)
+            if len(parents[-1]):
+                return parents, size - 1
+
+    def _our_parents(self, size: int, rng: np.random.Generator) -> tuple[list, int]:
+        """Parents per node and the query's index under the ``ours`` rule (docstring)."""
         n_roots = int(rng.integers(1, max(1, size // 3) + 1))
         while True:
             parents = [np.empty(0, dtype=np.int64)] * n_roots
@@ -260,13 +339,7 @@ class BrevoTask(Task):
             for ps in parents:
                 has_child[ps] = True
             if has_child[:n_roots].all():
-                break
-        labels = rng.permutation(self.num_labels or size)[:size]
-        names = [f"n{label}" for label in labels]
-        edges = [(names[p], names[c]) for c in range(size) for p in sorted(parents[c])]
-        edges = [edges[j] for j in rng.permutation(len(edges))]
-        query = names[int(rng.integers(n_roots, size))]
-        return BrevoGraph(edges, query)
+                return parents, int(rng.integers(n_roots, size))
 
     def sample(self, size: int, rng: np.random.Generator) -> Example:
         graph = self.sample_graph(size, rng)
@@ -285,6 +358,10 @@ class BrevoTask(Task):
             "query": graph.query,
             "answer": graph.gold_order,
         }
+        in_edges = {v for edge in graph.edges for v in edge} | {graph.query}
+        isolated = [v for v in graph.nodes if v not in in_edges]
+        if isolated:  # only the physics_lm rule leaves nodes out of every edge
+            instance["isolated"] = isolated
         return Example(
             token_str=token_str,
             answer_mask=[False] * len(prompt) + [True] * len(answer),

@@ -68,8 +68,9 @@ every terminal (about 88% of answer positions of the default grammar at mini siz
 only emits terminals scores high; the exact match with the most likely token is the strict metric.
 
 The generated family's default member (``config/grammars/lano_default.pcfg``, an option, no longer
-the study's grammar): 4 levels of 3 nonterminals, 4 rules each, terminals ``a b c``; string lengths 6 to 123; about a third of the strings at mini sizes have more
-than one parse, and for about one in ten the Viterbi parse differs from the generating derivation.
+the study's grammar): 4 levels of 3 nonterminals, 4 rules each, terminals ``a b c``; string lengths
+6 to 123; about a third of the strings at mini sizes have more than one parse, and for about one in
+ten the Viterbi parse differs from the generating derivation.
 """
 
 from __future__ import annotations
