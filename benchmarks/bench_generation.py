@@ -39,8 +39,8 @@ MIN_EXAMPLES = 5
 
 
 def time_mix(cfg: dict[str, Any], scale: str, splits: tuple[str, ...], seconds: float) -> dict:
-    task, _, _ = build_task(cfg, scale)
-    sizes = sorted({s for split in splits for s in cfg["scales"][scale][split]})
+    task, _, plan = build_task(cfg, scale)
+    sizes = sorted({size for split, size, _ in plan if split in splits})  # ranges expanded
     rng = np.random.default_rng(0)
     n = tokens = 0
     start = time.perf_counter()

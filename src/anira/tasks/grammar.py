@@ -194,6 +194,17 @@ class PCFG:
             lines.append(f"{rule.lhs} -> {rhs} [{rule.prob!r}]")
         return "\n".join(lines) + "\n"
 
+    def _reachable(self, symbol: str) -> set[str]:
+        """``symbol`` and every nonterminal its derivations can use."""
+        reachable, stack = {symbol}, [symbol]
+        while stack:
+            for rule in self.rules_of[stack.pop()]:
+                for sym in rule.rhs:
+                    if sym in self.rules_of and sym not in reachable:
+                        reachable.add(sym)
+                        stack.append(sym)
+        return reachable
+
     def rooted_at(self, symbol: str) -> PCFG:
         """The sub-grammar of the nonterminal ``symbol``: its rules first (so it is the start
         symbol), then the rules of every nonterminal it can reach, in this grammar's order."""
@@ -202,13 +213,7 @@ class PCFG:
                 f"{symbol!r} is not a nonterminal of the grammar; nonterminals: "
                 f"{', '.join(self.nonterminals)}"
             )
-        reachable, stack = {symbol}, [symbol]
-        while stack:
-            for rule in self.rules_of[stack.pop()]:
-                for sym in rule.rhs:
-                    if sym in self.rules_of and sym not in reachable:
-                        reachable.add(sym)
-                        stack.append(sym)
+        reachable = self._reachable(symbol)
         rules = self.rules_of[symbol] + [
             r for r in self.rules if r.lhs in reachable and r.lhs != symbol
         ]
@@ -266,13 +271,7 @@ class PCFG:
         dead = [nt for nt in self.nonterminals if nt not in productive]
         if dead:
             raise AniraInputError(f"non-terminating nonterminal(s): {', '.join(dead)}")
-        reachable, stack = {self.start}, [self.start]
-        while stack:
-            for rule in self.rules_of[stack.pop()]:
-                for sym in rule.rhs:
-                    if sym in self.rules_of and sym not in reachable:
-                        reachable.add(sym)
-                        stack.append(sym)
+        reachable = self._reachable(self.start)
         unreachable = [nt for nt in self.nonterminals if nt not in reachable]
         if unreachable:
             raise AniraInputError(
