@@ -336,8 +336,8 @@ def test_temperature_sampler_follows_the_softmax_and_is_seeded():
 
 LANO_TINY = [
     "task=lano",
-    "task.scales.mini.params.start=13",  # strings of 12 to 18 terminals
-    "task.scales.mini.train=[12,13,14,15,16]",
+    "task.scales.mini.params.start=13",  # strings of 12 to 18 terminals (12: only 8 strings)
+    "task.scales.mini.train=[13,14,15,16]",
     "task.scales.mini.interp=[]",
     "task.scales.mini.extrap=[17,18]",
     "task.scales.mini.n_train=96",
