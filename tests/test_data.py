@@ -109,6 +109,8 @@ def test_size_ranges_and_weighted_training_shares(tmp_path):
         ("test", 4, 1),
         ("interp", 3, 1),
         ("extrap", 6, 1),
+        ("val", 2, 1),
+        ("val", 4, 1),
     ]
     uniform = get_task("lano", grammar_file=str(grammar), length_mix="uniform")
     assert [n for split, _, n in plan_splits(uniform, sizes) if split == "train"] == [5, 4]
