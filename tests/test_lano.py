@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter, defaultdict
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import yaml
 
 from anira.io import AniraInputError
 from anira.tasks.base import EOS
-from anira.tasks.grammar import END, PCFG, Tree, generate_grammar
+from anira.tasks.grammar import END, PCFG, Rule, Tree, generate_grammar
 from anira.tasks.lano import GRAMMAR_ARTIFACT, Lano, tree_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,6 +247,172 @@ def test_features_come_from_the_chosen_parse():
                 assert example.features[name][2:-1] == tree_f[name]
         differ += inst["viterbi_tree"] != inst["sampled_tree"]
     assert differ > 0  # the default grammar is ambiguous enough for the choice to matter
+
+
+def uniform(grammar: PCFG) -> PCFG:
+    """``grammar`` with every nonterminal's rules equally likely: most strings then have several
+    parses of exactly the same probability (cfg3b chooses its rules uniformly too)."""
+    rules = [Rule(r.lhs, r.rhs, 1.0 / len(grammar.rules_of[r.lhs])) for r in grammar.rules]
+    return PCFG(rules, set(grammar.terminals))
+
+
+def reference_viterbi(grammar: PCFG, string: tuple[str, ...]) -> tuple[Fraction, str]:
+    """The Viterbi parse by its definition, over every (symbol, span) with exact rational
+    probabilities, so ties are exact: a constituent takes its most probable rule, ties to the rule
+    listed first; within a rule the most probable split, ties to the one whose last child starts
+    latest, then the second to last, and so on."""
+    index = {id(rule): i for i, rule in enumerate(grammar.rules)}
+
+    @functools.cache
+    def symbol(sym: str, i: int, k: int) -> tuple[Fraction, str] | None:
+        if sym not in grammar.rules_of:
+            return (Fraction(1), sym) if k == i + 1 and string[i] == sym else None
+        best = None
+        for rule in sorted(grammar.rules_of[sym], key=lambda r: index[id(r)]):
+            found = children(rule.rhs, len(rule.rhs), i, k)
+            if found is None:
+                continue
+            prob = Fraction(rule.prob) * found[0]
+            if best is None or prob > best[0]:
+                best = (prob, f"({sym} {' '.join(found[1])})")
+        return best
+
+    @functools.cache
+    def children(rhs: tuple[str, ...], d: int, i: int, k: int) -> tuple[Fraction, list] | None:
+        if d == 0:
+            return (Fraction(1), []) if i == k else None
+        best = None
+        for j in range(k - 1, i - 1, -1):  # the last child's start, latest first
+            head, last = children(rhs, d - 1, i, j), symbol(rhs[d - 1], j, k)
+            if head is None or last is None:
+                continue
+            prob = head[0] * last[0]
+            if best is None or prob > best[0]:
+                best = (prob, [*head[1], last[1]])
+        return best
+
+    return symbol(grammar.start, 0, len(string))
+
+
+TIES = """
+S -> 'a' Y [0.25]
+S -> Y 'a' [0.25]
+S -> A B [0.5]
+Y -> 'a' [1.0]
+A -> 'a' [0.5]
+A -> 'a' 'a' [0.5]
+B -> 'a' 'a' [0.5]
+B -> 'a' [0.5]
+"""
+
+# "a a" has two parses of probability 1/45: (1/3 · 1/5) · 1/3 for the first rule, but
+# (1/3 · 1/3) · 1/5 for the second, which is one unit in the last place larger in floating point.
+THIRDS = """
+S -> Y X [0.3333333333333333]
+S -> X Y [0.3333333333333333]
+S -> 'c' [0.3333333333333333]
+X -> 'a' [0.3333333333333333]
+X -> 'b' [0.3333333333333333]
+X -> 'c' 'c' [0.3333333333333333]
+Y -> 'a' [0.2]
+Y -> 'b' [0.2]
+Y -> 'c' [0.2]
+Y -> 'a' 'b' [0.2]
+Y -> 'b' 'a' [0.2]
+"""
+HAND_TIES = {"ties": TIES, "thirds": THIRDS}
+
+
+@pytest.mark.parametrize("name", ["ties", "thirds", "ambiguous", "gen2", "gen3"])
+def test_viterbi_tie_break_matches_its_definition(name):
+    """On grammars full of exact ties (uniform rules, thirds included, whose floating-point
+    products differ in the last bit), the Viterbi tree is the one the tie rule defines."""
+    grammar = PCFG.from_text(HAND_TIES[name]) if name in HAND_TIES else uniform(TINY_GRAMMARS[name])
+    lang = brute_force(grammar)
+    several = sorted(s for s, (_, count, _) in lang.items() if count > 1)
+    assert several
+    # The strings with several parses (a spread of at most 100 of them) and a few with one.
+    checked = several[:: -(-len(several) // 100)] + sorted(lang)[:: -(-len(lang) // 10)]
+    for string in checked:
+        best = lang[string][2]
+        prob, bracket = reference_viterbi(grammar, string)
+        result = grammar.parse(list(string))
+        assert float(prob) == pytest.approx(best, rel=1e-12)
+        assert result.viterbi_prob == pytest.approx(best, rel=1e-12)
+        assert result.viterbi.to_bracket() == bracket, string
+    if name == "ties":
+        # "a a": two rules at 1/4 each, the first listed wins; "a a a": two splits of S -> A B at
+        # 1/8 each, the one whose last child starts latest wins.
+        assert grammar.parse(["a", "a"]).viterbi.to_bracket() == "(S a (Y a))"
+        assert grammar.parse(["a"] * 3).viterbi.to_bracket() == "(S (A a a) (B a))"
+    if name == "thirds":
+        assert grammar.parse(["a", "a"]).viterbi.to_bracket() == "(S (Y a) (X a))"
+
+
+def bracket_features(bracket: str) -> dict[str, list[float]]:
+    """expansion / reduction / depth of each leaf, by one scan of the bracketed tree: a constituent
+    opens at "(" and closes at ")"; a leaf's depth is the number of constituents open around it."""
+    feats = {"expansion": [], "reduction": [], "depth": []}
+    tokens = bracket.replace("(", " ( ").replace(")", " ) ").split()
+    starts, pending_open, i = [], 0, 0
+    while i < len(tokens):
+        if tokens[i] == "(":
+            starts.append(len(feats["depth"]))
+            pending_open += 1
+            i += 2  # skip the label
+            continue
+        if tokens[i] == ")":
+            starts.pop()
+            feats["reduction"][-1] += 1
+        else:
+            feats["expansion"].append(float(pending_open))
+            feats["reduction"].append(0.0)
+            feats["depth"].append(float(len(starts)))
+            pending_open = 0
+        i += 1
+    return feats
+
+
+def test_sampled_parse_features_follow_the_generating_derivation(tmp_path):
+    """``parse="sampled"`` reads the features off the derivation that generated the string, the
+    default off the Viterbi parse; both checked by a scan of the bracketed tree, the Viterbi tree
+    against its definition."""
+    grammar = uniform(TINY_GRAMMARS["gen3"])
+    path = tmp_path / "uniform.pcfg"
+    path.write_text(grammar.to_text())
+    by_viterbi, by_sample = (
+        Lano(grammar_file=str(path)),
+        Lano(grammar_file=str(path), parse="sampled"),
+    )
+    rules = {(r.lhs, r.rhs) for r in grammar.rules}
+    lengths = sorted(grammar.length_distribution())
+    rng = np.random.default_rng(3)
+    differ = 0
+    for i in range(40):
+        size = lengths[i % len(lengths)]
+        state = rng.bit_generator.state
+        viterbi = by_viterbi.sample(size, rng)
+        rng.bit_generator.state = state
+        sampled = by_sample.sample(size, rng)
+        string = sampled.answer_str[:-1]
+        assert viterbi.token_str == sampled.token_str and len(string) == size
+        tree = Tree.from_bracket(sampled.instance["sampled_tree"])
+        assert tree.leaves() == string and sampled.instance["tree"] == tree.to_bracket()
+        nodes = [tree]
+        while nodes:  # the sampled tree is a derivation of the grammar
+            node = nodes.pop()
+            children = [c.label if isinstance(c, Tree) else c for c in node.children]
+            assert (node.label, tuple(children)) in rules
+            nodes += [c for c in node.children if isinstance(c, Tree)]
+        expected_viterbi = reference_viterbi(grammar, tuple(string))[1]
+        assert viterbi.instance["tree"] == expected_viterbi
+        for example, bracket in ((sampled, tree.to_bracket()), (viterbi, expected_viterbi)):
+            for name, values in bracket_features(bracket).items():
+                assert example.features[name] == [None, None, *values, None], name
+            gold = by_sample.answer_features(example.instance, example.answer_str)
+            assert gold == {k: v[2:] for k, v in example.features.items()}
+        differ += sampled.instance["tree"] != viterbi.instance["tree"]
+    assert differ > 0
 
 
 # ------------------------------------------------------------------------- sampling, default

@@ -49,6 +49,7 @@ _RULE_RE = re.compile(r"^(\S+)\s*->\s*(.*?)\s*\[\s*([^\]]*?)\s*\]$")
 _NT_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _T_RE = re.compile(r"^'([A-Za-z0-9_]+)'$")
 PROB_TOLERANCE = 1e-6
+VITERBI_TIE = 1e-9  # relative: products of the same rule probabilities in another order
 
 
 @dataclass(frozen=True)
@@ -421,6 +422,10 @@ class PCFG:
         decreasing start. P(next = a | tokens[:k]) = sum of alpha over items at k whose next
         symbol is a, divided by the prefix probability; P(end | tokens[:k]) = P(tokens[:k])
         divided by the prefix probability.
+
+        Viterbi ties (probabilities equal within a relative ``VITERBI_TIE``, since equal products
+        of thirds can differ in their last bit): each constituent takes the rule listed first;
+        within a rule, the split whose last child starts latest, then the second to last, ...
         """
         rules = self.rules
         n = len(tokens)
@@ -494,7 +499,7 @@ class PCFG:
                     else:
                         cur[0] += g
                         cur[2] += c
-                        if v > cur[1]:
+                        if _beats(v, cur[1]) or (not _beats(cur[1], v) and key[1] < cur[3]):
                             cur[1], cur[3] = v, key[1]
                 for nt, (g_b, v_b, c_b, r_b) in agg.items():
                     best_done[(nt, j, k + 1)] = (v_b, r_b)
@@ -511,7 +516,7 @@ class PCFG:
                             cur[0] += a * g_b
                             cur[1] += g * g_b
                             cur[3] += c * c_b
-                            if v * v_b > cur[2]:
+                            if _beats(v * v_b, cur[2]):  # a tie keeps the larger j (first seen)
                                 cur[2], cur[4] = v * v_b, j
         inside, n_parses, vit_root, root_rule = root.get(n, (0.0, 0, 0.0, -1))
         accepted = valid_prefix == n and n in root
@@ -561,6 +566,11 @@ class PCFG:
             if isinstance(child, Tree):
                 prob *= self.tree_prob(child)
         return prob
+
+
+def _beats(prob: float, incumbent: float) -> bool:
+    """Whether a Viterbi candidate is more probable than the incumbent by more than a tie."""
+    return prob > incumbent * (1.0 + VITERBI_TIE)
 
 
 def _draw(weights: np.ndarray, rng: np.random.Generator) -> int:

@@ -29,9 +29,9 @@ answer token::
 
 Per-token features (answer tokens; ``None`` on the prompt, and on ``<eos>`` for the tree features),
 read off one parse tree of the string: by default the **Viterbi parse** (the most probable
-derivation, found by our Earley parser, ties broken by rule order) so that the features can be
-recomputed from the string alone; ``parse="sampled"`` uses the derivation that generated it
-instead. Both trees and the number of parses are stored in ``instance``.
+derivation, found by our Earley parser, ties broken by the rule :meth:`PCFG.parse` states) so that
+the features can be recomputed from the string alone; ``parse="sampled"`` uses the derivation
+that generated it instead. Both trees and the number of parses are stored in ``instance``.
 
 - ``expansion``: the number of constituents (nonterminal nodes) whose span *starts* at the token;
 - ``reduction``: the number of constituents whose span *ends* at the token;
