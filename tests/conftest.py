@@ -1,10 +1,11 @@
-"""Shared fixtures: tiny generated datasets."""
+"""Shared fixtures (tiny generated datasets) and the ``gpu`` marker: skipped without CUDA."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.configs import compose_config, tiny_task
 
@@ -21,3 +22,12 @@ def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
         generate_dataset(cfg.task, "mini", 0, directory)
         out[task] = directory
     return out
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -99,28 +100,91 @@ def test_tiny_study_end_to_end_then_nothing_to_do(tmp_path):
     assert "scorecard.csv" in html
 
 
+def submitted_jobs(state: Path) -> dict[str, list[str]]:
+    """rule name → the sbatch command lines submitted for it, in order."""
+    jobs: dict[str, list[str]] = {}
+    for line in (state / "sbatch.log").read_text().splitlines():
+        comment = shlex.split(line)[shlex.split(line).index("--comment") + 1]
+        rule = re.match(r"rule_(.+?)(_wildcards_.*)?$", comment).group(1)
+        jobs.setdefault(rule, []).append(line)
+    return jobs
+
+
+def option(line: str, flag: str) -> str | None:
+    """The value of ``flag`` in an sbatch line (``-t 30`` and ``--gpus=1`` forms)."""
+    args = shlex.split(line)
+    for i, arg in enumerate(args):
+        if arg == flag:
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1 :]
+    return None
+
+
+def reported_states(state: Path) -> dict[str, list[str]]:
+    """job id → the states sacct reported for it, repeats collapsed."""
+    states: dict[str, list[str]] = {}
+    for line in (state / "sacct.log").read_text().splitlines():
+        job, value = line.split("|")
+        seen = states.setdefault(job, [])
+        if not seen or seen[-1] != value:
+            seen.append(value)
+    return states
+
+
 @pytest.mark.slow
 def test_fake_slurm_drives_a_tiny_study_through_the_real_plugin(tmp_path):
-    """`tests/fake_slurm/` puts sbatch, sacct, srun, … first on PATH: sbatch logs its command
-    line and runs the job at once; the real snakemake-executor-plugin-slurm does the rest."""
+    """`tests/fake_slurm/` puts sbatch, sacct, srun, … first on PATH: sbatch queues each job and a
+    detached runner moves it PENDING → RUNNING → COMPLETED, each state seen by sacct; the first
+    training job fails once and its retry succeeds; the real snakemake-executor-plugin-slurm does
+    the rest. Every rule's submission is checked for its resources, then an evaluation rerun
+    without a GPU partition shows the fallback to the CPU partition."""
     repo = study_copy(tmp_path / "repo")
     state = tmp_path / "slurm"
     env = {
         **SLURM_ENV,
+        "ANIRA_SLURM_GPU_PARTITION": "test-gpu",
         "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}",
         "FAKE_SLURM_DIR": str(state),
+        "FAKE_SLURM_FAIL_ONCE": "rule_train_",
     }
-    run(
-        ["snakemake", "--cores", "all", "--profile", "slurm", "--config", "routers=[early]"]
-        + ["--seconds-between-status-checks", "1"]
-        + ["--slurm-init-seconds-before-status-checks", "1"],
-        cwd=repo,
-        env=env,
-    )
+    polling = ["--seconds-between-status-checks", "1"]
+    polling += ["--slurm-init-seconds-before-status-checks", "1"]
+    study = ["snakemake", "--cores", "all", "--profile", "slurm", "--config", "routers=[early]"]
+    run([*study, *polling], cwd=repo, env=env)
     assert (repo / "paper_figures" / "fig_alignment.png").is_file()
-    submitted = (state / "sbatch.log").read_text().splitlines()
-    train = [line for line in submitted if "--comment rule_train_" in line]
-    assert len(train) == 1 and "--gpus=1" in train[0], train
-    assert "-A test-account" in train[0] and "-p test-partition" in train[0]
-    figures = [line for line in submitted if "rule_fig_" in line]
-    assert not figures, "figures are local rules"
+
+    jobs = submitted_jobs(state)
+    assert {"generate", "train", "evaluate", "generalization", "alignment"} <= set(jobs)
+    assert not [rule for rule in jobs if rule.startswith("fig_")], "figures are local rules"
+    resources = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    mini = resources["properties"]["resources"]["default"]["mini"]
+    profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())["set-resources"]
+    for rule, lines in jobs.items():
+        expected = mini[rule if rule in ("generate", "train", "evaluate") else "analyze"]
+        on_gpu = rule in ("train", "evaluate")
+        for attempt, line in enumerate(lines, start=1):
+            assert option(line, "-A") == "test-account", line
+            assert option(line, "-p") == ("test-gpu" if on_gpu else "test-partition"), line
+            assert option(line, "--mem") == str(expected["mem_mb"]), line
+            assert option(line, "-t") == str(expected["runtime"] * attempt), line
+            assert option(line, "--gpus") == ("1" if on_gpu else None), line
+            cpus = profile.get(rule, {}).get("cpus_per_task")
+            assert option(line, "--cpus-per-task") == (str(cpus) if cpus else "1"), line
+    # The failed training job was submitted again, with twice the runtime; nothing else was.
+    assert [len(lines) for rule, lines in jobs.items() if rule != "train"] == [1] * (len(jobs) - 1)
+    assert len(jobs["train"]) == 2
+
+    states = reported_states(state)
+    failed = (state / "failed_once").read_text()
+    assert states.pop(failed) == ["PENDING", "RUNNING", "FAILED"]
+    assert len(states) == sum(len(lines) for lines in jobs.values()) - 1
+    assert all(seen == ["PENDING", "RUNNING", "COMPLETED"] for seen in states.values()), states
+
+    # Without ANIRA_SLURM_GPU_PARTITION the GPU rules fall back to the CPU partition.
+    del env["ANIRA_SLURM_GPU_PARTITION"], env["FAKE_SLURM_FAIL_ONCE"]
+    (state / "sbatch.log").unlink()
+    run([*study, *polling, "--forcerun", "evaluate", "--until", "evaluate"], cwd=repo, env=env)
+    rerun = submitted_jobs(state)
+    assert list(rerun) == ["evaluate"]
+    assert option(rerun["evaluate"][0], "-p") == "test-partition"
