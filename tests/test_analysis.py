@@ -18,6 +18,7 @@ from scipy import stats
 
 from anira.analysis.alignment import (
     DEPTHS,
+    _estimates,
     alignment_curves,
     alignment_table,
     bootstrap_weights,
@@ -140,6 +141,19 @@ def test_weighted_correlation_equals_scipy_on_the_repeated_sample():
     reference = stats.pearsonr(np.repeat(x, counts), np.repeat(y, counts))
     assert pearson == pytest.approx(reference.statistic, abs=1e-12)
     assert np.isnan(weighted_pearson(np.ones(5), np.arange(5.0), np.ones(5)))
+
+
+def test_weighted_estimates_equal_scipy_on_the_resample_they_stand_for():
+    """One bootstrap replicate: with integer token weights, both correlations equal scipy's on
+    the sample that repeats each token that often (ranks recomputed within the resample)."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 6, 60).astype(float)
+    y = np.clip(np.rint(x / 2 + rng.normal(0, 1, 60)), 1, 6)
+    weights = rng.integers(0, 4, 60)
+    estimates = _estimates(x, {"executed": y}, weights.astype(float))
+    sample_x, sample_y = np.repeat(x, weights), np.repeat(y, weights)
+    assert estimates[0, 0] == pytest.approx(stats.spearmanr(sample_x, sample_y).statistic)
+    assert estimates[0, 1] == pytest.approx(stats.pearsonr(sample_x, sample_y).statistic)
 
 
 def test_bootstrap_weights_resample_whole_examples():

@@ -18,6 +18,7 @@ from anira.evaluate import (
     evaluate_split,
     generated_records,
     greedy_generate,
+    inference_rule,
     load_checkpoint,
 )
 from anira.io import AniraInputError, verify_manifest
@@ -191,6 +192,15 @@ def test_teacher_forced_records_equal_the_models_own_forward_pass(tiny_dataset, 
     np.testing.assert_allclose(records["expected_depth_at_t"], shifted["expected_depth"], atol=1e-5)
     hits = reference["correct"].dropna()
     assert 0 < hits.mean() < 1
+
+
+@pytest.mark.parametrize(
+    ("router", "rule", "recorded"),
+    [("fixed", "median", "fixed"), ("early", "median", "mode"), ("online", "mode", "mode")]
+    + [("online", "median", "median")],
+)
+def test_records_name_the_rule_each_router_decides_by(router, rule, recorded):
+    assert inference_rule(ModelConfig(router=router, online_rule=rule)) == recorded
 
 
 def naive_greedy(model, prompt, eos_id, limit):
