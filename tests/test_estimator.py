@@ -72,7 +72,7 @@ def test_unroll_router_gradient_equals_finite_difference_sum_over_depths():
     n = x.shape[1]
     e = model.prelude(model.embed(x), model.rope_cos[:n], model.rope_sin[:n])
     state = model.router.start(e, x != 0, None, True)
-    soft = state.extra["soft"]  # [B, T, D], differentiable in the router's parameters
+    soft = state.soft  # [B, T, D], differentiable in the router's parameters
     hard = torch.nn.functional.one_hot(state.depth - 1, D).double()
 
     def loss_at(y: torch.Tensor) -> torch.Tensor:

@@ -130,6 +130,24 @@ def test_active_only_view_packed_equals_dense_and_differs_from_frozen():
     assert not torch.allclose(a.logits, b.logits, atol=1e-4)
 
 
+def test_visible_keys_matches_brute_force():
+    """The one mask of the halted-token views (dense, packed and decoding all use it), against
+    its definition written as loops: key j visible to a query at t iff j ≤ t and (no view, or j
+    is active, or j = t)."""
+    from anira.model.model import visible_keys
+
+    g = torch.Generator().manual_seed(3)
+    query_pos = torch.randint(0, 9, (3, 5), generator=g)
+    active = torch.rand((3, 9), generator=g) < 0.5
+    for view in (None, active):
+        got = visible_keys(query_pos, 9, view)
+        assert got.shape == (3, 1, 5, 9)
+        for b, i, j in torch.cartesian_prod(*map(torch.arange, (3, 5, 9))).tolist():
+            t = int(query_pos[b, i])
+            expected = j <= t and (view is None or bool(active[b, j]) or j == t)
+            assert bool(got[b, 0, i, j]) == expected, (b, i, j)
+
+
 def test_recompute_view_is_the_dense_path():
     dense, recompute = pair("online", halted_view="recompute")
     tokens, answer = ragged_batch()

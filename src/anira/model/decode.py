@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import torch
 
-from anira.model.model import PAD_ID, AniraModel
+from anira.model.model import PAD_ID, AniraModel, visible_keys
 from anira.model.packed import PackedExecutor
 
 
@@ -53,7 +53,6 @@ class IncrementalDecoder:
         self.coda_kv: list[torch.Tensor] = []
         device = model.rope_cos.device
         self.depth = torch.ones((rows, width), dtype=torch.long, device=device)
-        self.positions = torch.arange(width, device=device)
 
     # Rows the online router's head runs on: only the tokens still iterating.
     map_active = PackedExecutor.map_active
@@ -83,7 +82,7 @@ class IncrementalDecoder:
         assert span <= self.width, f"position {span - 1} beyond the cache width {self.width}"
         cos, sin = model.rope_cos[pos], model.rope_sin[pos]
         rows = torch.arange(n, device=tokens.device).view(-1, 1).expand(n, chunk)
-        causal = (self.positions[:span] <= pos.unsqueeze(-1)).unsqueeze(1)  # [n, 1, Tc, span]
+        causal = visible_keys(pos, span, None)  # [n, 1, Tc, span]
 
         e = self.layer(model.prelude, self.prelude_kv, model.embed(tokens), cos, sin, causal, pos)
         state = model.router.start(e, tokens != PAD_ID, None, False)
@@ -150,11 +149,9 @@ class IncrementalDecoder:
             keys, values = keys[r - 1, :, :span], values[r - 1, :, :span]
         else:
             keys, values = keys[r - 1, present, :span], values[r - 1, present, :span]
-        visible = self.positions[:span] <= slot_pos.unsqueeze(-1)  # [R, Q_max, span]
-        if self.active_only:  # halted keys vanish; a query always sees itself
-            own = self.positions[:span] == slot_pos.unsqueeze(-1)
-            visible = visible & ((self.depth[present, :span] >= r).unsqueeze(1) | own)
-        y = core.layer.attend(slots, keys, values, visible.unsqueeze(1))[slot_row, rank]
+        iterating = self.depth[present, :span] >= r if self.active_only else None
+        mask = visible_keys(slot_pos, span, iterating)
+        y = core.layer.attend(slots, keys, values, mask)[slot_row, rank]
         new = core.layer.finish(x, y)
         return s_flat.index_copy(0, idx, new.to(s.dtype)).view_as(s), True
 

@@ -49,7 +49,7 @@ Notable features:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -280,13 +280,27 @@ def online_depth(z: torch.Tensor, rule: str, u: torch.Tensor | None = None) -> t
 # Routers: start (depths known up front) → observe (after each iteration) → finish (q, ST weight)
 
 
+@dataclass
 class RouterState:
-    """What a router carries through the iterations of one forward pass."""
+    """What a router carries through the iterations of one forward pass (the fixed router's)."""
 
-    def __init__(self, depth: torch.Tensor, forced: bool) -> None:
-        self.depth = depth  # [B, T] long; online: D until the token halts
-        self.forced = forced
-        self.extra: dict[str, torch.Tensor] = {}
+    depth: torch.Tensor  # [B, T] long; online: D until the token halts
+    forced: bool  # depths given to ``forward``: the router computes q but decides nothing
+
+
+@dataclass
+class EarlyState(RouterState):
+    log_q: torch.Tensor  # [B, T, D] float32, log softmax(head(e))
+    soft: torch.Tensor  # [B, T, D] float32: the Gumbel-softmax sample (training) or q
+
+
+@dataclass
+class OnlineState(RouterState):
+    valid: torch.Tensor  # [B, T] bool, non-pad tokens (pads halt after one iteration)
+    u: torch.Tensor | None  # [B, T] U(0,1) thresholds of the training sample; None: inference
+    log_stay: torch.Tensor  # [B, T] float32, log S_r of the λ's observed so far
+    best: torch.Tensor  # [B, T] float32, max log q(j) over the depths j observed so far
+    z: list[torch.Tensor] = field(default_factory=list)  # halting logits z_1, z_2, … [B, T]
 
 
 class FixedRouter(nn.Module):
@@ -334,17 +348,15 @@ class EarlyRouter(FixedRouter):
             soft = log_q.exp()
         if depth is None:
             depth = torch.where(valid, soft.argmax(-1) + 1, 1)
-        state = RouterState(depth, forced)
-        state.extra.update(log_q=log_q, soft=soft)
-        return state
+        return EarlyState(depth, forced, log_q=log_q, soft=soft)
 
-    def finish(self, state):
-        chosen = state.extra["soft"].gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1)
-        return state.extra["log_q"], chosen
+    def finish(self, state: EarlyState):
+        chosen = state.soft.gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1)
+        return state.log_q, chosen
 
-    def keep(self, state, r):
+    def keep(self, state: EarlyState, r):
         """Σ_{d≥r} y_d: the sample's mass on depths that run iteration r."""
-        return state.extra["soft"][..., r - 1 :].sum(-1)
+        return state.soft[..., r - 1 :].sum(-1)
 
     def head_calls(self, depth):
         return torch.ones_like(depth)
@@ -360,49 +372,46 @@ class OnlineRouter(FixedRouter):
         super().__init__(cfg)
         self.head = decision_head(cfg, 1)
 
-    def start(self, e, valid, depth, training) -> RouterState:
+    def start(self, e, valid, depth, training) -> OnlineState:
         forced = depth is not None
-        D = self.cfg.max_depth
-        if depth is None:
-            depth = torch.full(valid.shape, D, dtype=torch.long, device=e.device)
-        state = RouterState(depth, forced)  # not forced: D until the token halts
-        state.extra["valid"] = valid
-        state.extra["u"] = torch.rand(valid.shape, device=e.device) if training else None
-        state.extra["log_stay"] = torch.zeros(valid.shape, device=e.device)
-        state.extra["best"] = torch.full(valid.shape, -math.inf, device=e.device)
-        state.extra["z"] = []
-        return state
+        if depth is None:  # D until the token halts
+            depth = torch.full(valid.shape, self.cfg.max_depth, dtype=torch.long, device=e.device)
+        return OnlineState(
+            depth,
+            forced,
+            valid=valid,
+            u=torch.rand(valid.shape, device=e.device) if training else None,
+            log_stay=torch.zeros(valid.shape, device=e.device),
+            best=torch.full(valid.shape, -math.inf, device=e.device),
+        )
 
-    def observe(self, state, s, r, executor) -> None:
+    def observe(self, state: OnlineState, s, r, executor) -> None:
         active = state.depth >= r
-        zs = state.extra["z"]
-        prev = zs[-1] if zs else torch.zeros(s.shape[:-1], device=s.device)
+        prev = state.z[-1] if state.z else torch.zeros(s.shape[:-1], device=s.device)
         z_r = executor.map_active(lambda x: self.head(x).squeeze(-1).float(), s, active, prev)
-        state.extra["z"].append(z_r)
+        state.z.append(z_r)
         if state.forced:
             return
-        rule = "sample" if state.extra["u"] is not None else self.cfg.online_rule
-        x = state.extra
-        halt, x["log_stay"], x["best"] = halt_now(
-            z_r, r, self.cfg.max_depth, x["log_stay"], x["best"], rule, x["u"]
+        rule = "sample" if state.u is not None else self.cfg.online_rule
+        halt, state.log_stay, state.best = halt_now(
+            z_r, r, self.cfg.max_depth, state.log_stay, state.best, rule, state.u
         )
-        halt = (halt | ~x["valid"]) & active  # pad positions stop after one iteration
+        halt = (halt | ~state.valid) & active  # pad positions stop after one iteration
         state.depth = torch.where(halt, r, state.depth)
 
-    def finish(self, state):
+    def finish(self, state: OnlineState):
         D = self.cfg.max_depth
         if D == 1:
             log_q = torch.zeros((*state.depth.shape, 1), device=state.depth.device)
         else:
-            z = state.extra["z"]
-            z = z + [z[-1]] * (D - 1 - len(z))  # iterations skipped once every token halted
+            z = state.z + [state.z[-1]] * (D - 1 - len(state.z))  # skipped: every token halted
             log_q = online_log_q(torch.stack(z, dim=-1))
         chosen = log_q.gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1).exp()
         return log_q, chosen
 
-    def keep(self, state, r):
+    def keep(self, state: OnlineState, r):
         """The survival S_{r-1} = Π_{j<r}(1−λ_j) = P(d ≥ r) from the λ's observed so far."""
-        observed = state.extra["z"][: r - 1]
+        observed = state.z[: r - 1]
         if not observed:
             return torch.ones(state.depth.shape, device=state.depth.device)
         return F.logsigmoid(-torch.stack(observed, -1)).sum(-1).exp()
@@ -418,37 +427,50 @@ ROUTER_CLASSES = {"fixed": FixedRouter, "early": EarlyRouter, "online": OnlineRo
 # The model
 
 
+def visible_keys(query_pos: torch.Tensor, n_keys: int, active: torch.Tensor | None):
+    """The attention mask [R, 1, Q, n_keys] of queries at positions query_pos [R, Q] over the keys
+    at positions 0..n_keys-1 of their sequence: causal, and for the ``active_only`` view (``active``
+    [R, n_keys], the keys still iterating) the halted keys vanish; a query always sees itself.
+    Example: query_pos = [[2]], active = [[1, 0, 0, 1]] → [[[[1, 0, 1, 0]]]]."""
+    positions = torch.arange(n_keys, device=query_pos.device)
+    visible = positions <= query_pos.unsqueeze(-1)
+    if active is not None:
+        visible = visible & (active.unsqueeze(1) | (positions == query_pos.unsqueeze(-1)))
+    return visible.unsqueeze(1)
+
+
 class DenseExecutor:
     """Reference execution: every iteration runs the core block on every token and puts the halted
     ones back with ``torch.where`` (their keys/values are recomputed from the frozen state each
     time). Slow on purpose: it is the definition the packed path is tested against."""
 
     def __init__(self, model: AniraModel, e, cos, sin, view: str) -> None:
-        self.core, self.e, self.cos, self.sin, self.view = model.core, e, cos, sin, view
+        self.core, self.e, self.cos, self.sin = model.core, e, cos, sin
+        self.active_only = view == "active_only"
 
     def step(self, s: torch.Tensor, depth: torch.Tensor, r: int) -> torch.Tensor:
         active = depth >= r
-        return torch.where(active.unsqueeze(-1), self.candidate(s, active), s)
+        return torch.where(active.unsqueeze(-1), self.candidate(s, active)[0], s)
 
     def unroll_step(self, s, depth, r, keep: torch.Tensor) -> torch.Tensor:
         """The ``unroll`` estimator's step: ``step``'s value (keep_r hard), with the gradient of
         ``s + keep_r · (core(s) − s)`` for the soft keep_r [B, T]."""
         active = depth >= r
-        new = self.candidate(s, active)
+        new = self.candidate(s, active)[0]
         hard = torch.where(active.unsqueeze(-1), new, s)
         return hard + (keep - keep.detach()).unsqueeze(-1).to(s.dtype) * (new - s)
 
-    def candidate(self, s: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """core(s) for every token (``active`` only shapes the ``active_only`` mask)."""
+    def candidate(self, s: torch.Tensor, active: torch.Tensor):
+        """core(s) for every token (``active`` only shapes the ``active_only`` mask), and the
+        keys/values [B, T, H, hd] of s that it attended to."""
         x = self.core.inject(s, self.e)
         q, k, v = self.core.layer.project(x, self.cos, self.sin)
         mask = None
-        if self.view == "active_only":
-            T = s.shape[1]
-            causal = torch.ones(T, T, dtype=torch.bool, device=s.device).tril()
-            eye = torch.eye(T, dtype=torch.bool, device=s.device)
-            mask = (causal & (active[:, None, :] | eye)).unsqueeze(1)
-        return self.core.layer.finish(x, self.core.layer.attend(q, k, v, mask)).to(s.dtype)
+        if self.active_only:
+            B, T = active.shape
+            mask = visible_keys(torch.arange(T, device=s.device).expand(B, T), T, active)
+        new = self.core.layer.finish(x, self.core.layer.attend(q, k, v, mask))
+        return new.to(s.dtype), k, v
 
     def map_active(self, fn, s, active, prev):
         return torch.where(active, fn(s), prev)

@@ -11,7 +11,7 @@ What a halted token shows to attention (``ModelConfig.halted_view``):
   key/value cache of all B·T positions, and reused; so a token of depth d costs d full core steps
   plus one k/v projection, instead of D full steps.
 - ``active_only``: halted tokens disappear from later iterations (their keys are masked; a query
-  always sees itself). The dense path implements the same mask, so the two stay comparable.
+  always sees itself). The dense path and decoding build the same mask (``visible_keys``).
 - ``recompute``: keys/values recomputed from the frozen state at every iteration — the dense path
   (``AniraModel.executor`` selects it); same values as ``frozen``, dense cost.
 
@@ -30,6 +30,8 @@ one iteration to the next.
 from __future__ import annotations
 
 import torch
+
+from anira.model.model import DenseExecutor, visible_keys
 
 # Active fraction above which a dense core step beats a packed one, per device type (``cpu``,
 # ``cuda``) with and without autograd, keyed by the step's work W = B·T·d_model² (tokens times
@@ -74,14 +76,14 @@ def measured_crossover(work: int, backward: bool, device: str) -> float:
     return table[max((n for n in sizes if n <= work), default=sizes[0])]
 
 
-class PackedExecutor:
-    """Executes the core iterations of one forward pass on the active tokens only."""
+class PackedExecutor(DenseExecutor):
+    """Executes the core iterations of one forward pass on the active tokens only (or densely,
+    ``DenseExecutor.candidate``, when the active fraction is above the crossover)."""
 
     def __init__(self, model, e: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cfg) -> None:
-        self.core, self.cos, self.sin = model.core, cos, sin
+        super().__init__(model, e, cos, sin, cfg.halted_view)
         self.B, self.T = e.shape[:2]
         self.e_flat = e.flatten(0, 1)
-        self.active_only = cfg.halted_view == "active_only"
         if cfg.execution == "packed":
             self.crossover = float("inf")
         elif cfg.packed_crossover is not None:
@@ -91,22 +93,14 @@ class PackedExecutor:
             self.crossover = measured_crossover(work, torch.is_grad_enabled(), e.device.type)
         self.k: torch.Tensor | None = None  # [B·T, H, hd] keys of every position, current or frozen
         self.v: torch.Tensor | None = None
-        self.positions = torch.arange(self.T, device=e.device)
 
     def step(self, s: torch.Tensor, depth: torch.Tensor, r: int) -> torch.Tensor:
         active = depth >= r
-        if float(active.float().mean()) > self.crossover:
-            return self.dense_step(s, active)
-        return self.packed_step(s, depth, active, r)
-
-    def dense_step(self, s: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        layer = self.core.layer
-        x = self.core.inject(s, self.e_flat.view_as(s))
-        q, k, v = layer.project(x, self.cos, self.sin)
-        self.k, self.v = k.flatten(0, 1), v.flatten(0, 1)
-        mask = self.mask(self.positions.expand(self.B, -1), active) if self.active_only else None
-        new = layer.finish(x, layer.attend(q, k, v, mask))
-        return torch.where(active.unsqueeze(-1), new.to(s.dtype), s)
+        if float(active.float().mean()) <= self.crossover:
+            return self.packed_step(s, depth, active, r)
+        new, k, v = self.candidate(s, active)
+        self.k, self.v = k.flatten(0, 1), v.flatten(0, 1)  # a packed step after it reuses them
+        return torch.where(active.unsqueeze(-1), new, s)
 
     def packed_step(self, s, depth, active, r) -> torch.Tensor:
         B, T = self.B, self.T
@@ -140,17 +134,10 @@ class PackedExecutor:
         slots = q.new_zeros((len(counts), q_max, *q.shape[1:])).index_put((row, rank), q)
         slot_pos = torch.zeros((len(counts), q_max), dtype=torch.long, device=idx.device)
         slot_pos = slot_pos.index_put((row, rank), col)
-        y = layer.attend(slots, keys, values, self.mask(slot_pos, active))[row, rank]
+        mask = visible_keys(slot_pos, T, active if self.active_only else None)
+        y = layer.attend(slots, keys, values, mask)[row, rank]
         new = layer.finish(x, y)
         return s_flat.index_copy(0, idx, new.to(s.dtype)).view_as(s)
-
-    def mask(self, slot_pos: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        """[R, 1, Q, T]: slot at position t sees keys 0..t (active_only: active keys and itself)."""
-        visible = self.positions.view(1, 1, -1) <= slot_pos.unsqueeze(-1)
-        if self.active_only:  # active: [R, T] for the R sequences of slot_pos
-            own = self.positions.view(1, 1, -1) == slot_pos.unsqueeze(-1)
-            visible = visible & (active.unsqueeze(1) | own)
-        return visible.unsqueeze(1)
 
     def map_active(self, fn, s: torch.Tensor, active: torch.Tensor, prev: torch.Tensor):
         """``torch.where(active, fn(s), prev)`` evaluating fn on the active rows only."""
