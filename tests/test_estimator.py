@@ -108,3 +108,87 @@ def test_unroll_forward_values_equal_executed_depths(router, execution):
     with torch.no_grad():
         dense = model(x, depth=unrolled.depth)
     assert torch.equal(unrolled.logits.detach(), dense.logits)
+
+
+# A planted task that needs exactly k iterations: the core is a counter that adds one unit per
+# iteration until it reaches the token's k, and the frozen readout predicts the answer only once
+# the counter has reached k. EASY needs 1 iteration, HARD needs 3; only the router learns.
+EASY, HARD, ANSWER = 1, 2, 3
+NEEDED = {EASY: 1, HARD: 3}
+PLANTED_D, PLANTED_DIM = 4, 16
+
+
+def planted_counter_model(router: str) -> AniraModel:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=8,
+        max_seq_len=16,
+        d_model=PLANTED_DIM,
+        n_heads=2,
+        max_depth=PLANTED_D,
+        router=router,
+        gamma=0.05,
+        prior_base=2.0,  # depth costs: EASY should settle at 1, HARD at 3
+    )
+    model = AniraModel(cfg)
+    basis = torch.eye(PLANTED_DIM)
+    counter, needed = basis[0], basis[1]
+    table = torch.zeros(cfg.vocab_size, PLANTED_DIM)
+    for token, k in NEEDED.items():
+        table[token] = k * needed + 2.0 * basis[1 + token]  # k, and a direction of its own
+    table[ANSWER] = basis[5]
+    model.embed.weight.data.copy_(table)
+    model.prelude.forward = lambda x, cos, sin: x
+    model.core.inject = lambda s, e: s
+    model.core.layer.finish = lambda x, y: (
+        x + counter * ((x @ counter) < (x @ needed) - 0.5).unsqueeze(-1).to(x.dtype)
+    )
+    model.coda.forward = lambda x, cos, sin: x
+    model.norm.forward = lambda x: x
+
+    def readout(h: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*h.shape[:-1], cfg.vocab_size)
+        logits[..., ANSWER] = 6.0 * (h @ counter - h @ needed + 0.5)  # > 0 iff counter reached k
+        return logits
+
+    model.lm_head.forward = readout
+    return model
+
+
+def planted_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences ``x ANSWER x ANSWER …`` with x ∈ {EASY, HARD}; the loss is on the ANSWERs."""
+    x = torch.randint(EASY, HARD + 1, (n, 4), generator=torch.Generator().manual_seed(seed))
+    tokens = torch.stack([x, torch.full_like(x, ANSWER)], -1).flatten(1)
+    answer = torch.zeros_like(tokens, dtype=torch.bool)
+    answer[:, 1::2] = True
+    return tokens, answer
+
+
+@pytest.mark.parametrize("router", ["early", "online"])
+def test_routers_learn_the_iterations_a_planted_task_needs(router):
+    model = planted_counter_model(router).train()
+    optimizer = torch.optim.Adam(model.router.parameters(), lr=0.01)
+    for step in range(150):
+        x, answer = planted_batch(32, seed=step)
+        loss, _ = model.loss(model(x), x, answer)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    x, _ = planted_batch(256, seed=10_000)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        depth_one = model(x, depth=torch.ones_like(x))
+    solved = out.logits[:, 0::2].argmax(-1) == ANSWER
+    inputs, q = x[:, 0::2], out.q[:, 0::2]
+    hard, easy = q[inputs == HARD], q[inputs == EASY]
+    assert float(hard[:, NEEDED[HARD] - 1 :].sum(-1).mean()) > 0.9  # mass on depth ≥ k
+    depths = torch.arange(1, PLANTED_D + 1, dtype=q.dtype)
+    assert float((hard * depths).sum(-1).mean() - (easy * depths).sum(-1).mean()) > 1.0
+    assert bool(solved.all())
+    # a depth-1 model fails every HARD token and solves every EASY one
+    solved_at_one = depth_one.logits[:, 0::2].argmax(-1) == ANSWER
+    assert not bool(solved_at_one[inputs == HARD].any()) and bool(
+        solved_at_one[inputs == EASY].all()
+    )
