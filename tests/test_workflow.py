@@ -81,6 +81,37 @@ def test_unknown_task_is_rejected_at_parse_time():
     assert "invalid study config" in result.stdout + result.stderr
 
 
+def tree_state(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root``: its bytes and modification time."""
+    return {
+        str(path.relative_to(root)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_dry_run_lists_a_broken_dataset_as_to_do_and_changes_nothing(tmp_path):
+    """A dry run on a tree whose dataset fails its manifest (a file deleted, another truncated)
+    reports what it would redo, lists the job, and leaves every file as it was (the real run
+    that redoes it: test_faults.py)."""
+    repo = study_copy(tmp_path)
+    run(["snakemake", "--cores", "1", "datasets"], cwd=repo)
+    intact = run(["snakemake", "-n", "--cores", "1", "datasets"], cwd=repo)
+    assert "Nothing to be done" in intact.stdout + intact.stderr
+    data = repo / "results" / "mini" / "data" / "brevo"
+    (data / "vocab.json").unlink()
+    (data / "test.parquet").write_bytes((data / "test.parquet").read_bytes()[:100])
+    before = tree_state(repo / "results")
+
+    dry = run(["snakemake", "-n", "--cores", "1", "datasets"], cwd=repo)
+    assert tree_state(repo / "results") == before
+    assert f"{data.relative_to(repo)} would be redone (dry run)" in dry.stderr
+    assert "vocab.json: is missing" in dry.stderr
+    assert "test.parquet: does not match its checksum" in dry.stderr
+    assert re.search(r"rule generate:\n(.*\n)*?\s+reason: Forced execution", dry.stdout)
+
+
 @pytest.mark.slow
 def test_tiny_study_end_to_end_then_nothing_to_do(tmp_path):
     repo = study_copy(tmp_path)

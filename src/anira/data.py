@@ -53,8 +53,21 @@ from anira.io import (
     verify_manifest,
     write_manifest,
 )
-from anira.layout import DATA_CONFIG, SPLITS, SUMMARY, VOCAB, data_files, split_file
-from anira.spec import integer
+from anira.layout import (
+    DATA_CONFIG,
+    EXTRAP,
+    INTERP,
+    MANIFEST,
+    SPLITS,
+    SUMMARY,
+    TEST,
+    TRAIN,
+    VAL,
+    VOCAB,
+    data_files,
+    split_file,
+)
+from anira.spec import integer, task_at_scale
 from anira.tasks import Example, Task, get_task
 from anira.tasks.base import ANS, EOS, PAD
 
@@ -227,15 +240,15 @@ def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, in
         both = sorted(set(interp) & set(extrap))
         raise AniraInputError(f"sizes {both} are both interp and extrap")
     per_train = _train_counts(task, train, n_train)
-    plan = [("train", s, n) for s, n in zip(train, per_train, strict=True)]
-    plan += [("test", s, n_eval) for s in tested]
-    plan += [("interp", s, n_eval) for s in interp] + [("extrap", s, n_eval) for s in extrap]
-    plan += [("val", s, n_eval) for s in tested]
+    plan = [(TRAIN, s, n) for s, n in zip(train, per_train, strict=True)]
+    plan += [(TEST, s, n_eval) for s in tested]
+    plan += [(INTERP, s, n_eval) for s in interp] + [(EXTRAP, s, n_eval) for s in extrap]
+    plan += [(VAL, s, n_eval) for s in tested]
     drawn: dict[int, int] = {}  # examples of a size planned so far, train included
     for split, size, count in plan:
         drawn[size] = drawn.get(size, 0) + count
         space = task.space_size(size)
-        if split != "train" and space is not None and space < drawn[size]:
+        if split != TRAIN and space is not None and space < drawn[size]:
             raise AniraInputError(
                 f"task {task.name} size {size} has only {space} distinct examples: too few for "
                 f"{count} {split} examples disjoint from the training and evaluation examples of "
@@ -340,7 +353,7 @@ def draw_examples(
             draws += 1
             example = task.sample(size, rng)
             key = sequence_key(example.token_str)
-            if split == "train":
+            if split == TRAIN:
                 train_keys.add(key)
             elif key in train_keys:
                 stats["rejected_train_overlap"] += 1
@@ -381,16 +394,16 @@ def build_task(task_cfg: Mapping[str, Any], scale: str) -> tuple[Task, dict[str,
     at ``mini``; the effective parameters are saved with the dataset and score its examples.
     """
     name = task_cfg.get("name")
-    scales = task_cfg.get("scales") or {}
-    if scale not in scales:
-        raise AniraInputError(f"task {name!r} has no scale {scale!r}; scales: {', '.join(scales)}")
-    params = dict(task_cfg.get("params") or {}) | dict(scales[scale].get("params") or {})
-    plan = plan_splits(get_task(name, **params), scales[scale])
-    max_size = max(size for _, size, _ in plan)
-    extra = get_task(name, **params).dataset_params(max_size)
-    params.update({k: v for k, v in extra.items() if k not in params})
+    at_scale = task_at_scale(task_cfg, scale)
+    params = dict(task_cfg.get("params") or {}) | dict(at_scale.get("params") or {})
     task = get_task(name, **params)
-    plan = plan_splits(task, scales[scale])  # revalidate with the dataset parameters
+    plan = plan_splits(task, at_scale)
+    extra = task.dataset_params(max(size for _, size, _ in plan))
+    added = {k: v for k, v in extra.items() if k not in params}
+    if added:  # the task of the dataset, revalidated with the parameters it fixes
+        params.update(added)
+        task = get_task(name, **params)
+        plan = plan_splits(task, at_scale)
     return task, params, plan
 
 
@@ -442,7 +455,7 @@ def generate_dataset(
                         summary["splits"][split][str(size)] = stats
                     if not split_plan:
                         writer.write_table(schema.empty_table())
-            (out_dir / "manifest.json").unlink(missing_ok=True)
+            (out_dir / MANIFEST).unlink(missing_ok=True)
     except BaseException:
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()

@@ -59,11 +59,11 @@ from anira.io import (
     verify_manifest,
     write_manifest,
 )
-from anira.layout import MODEL, RECORD_KINDS, RUN_CONFIG, SPLITS, record_file
+from anira.layout import MODEL, RECORD_KINDS, RUN_CONFIG, SPLITS, TRAIN, record_file
 from anira.model import AniraModel, ModelConfig
 from anira.model.decode import generate, generate_reference
 from anira.model.model import ONLINE_RULES
-from anira.spec import choice, integer
+from anira.spec import RunSpec, choice, integer
 from anira.tasks import Example, Task
 
 EXTRA_ANSWER_TOKENS = 4  # generation may run this far past the gold answer before it is cut off
@@ -445,17 +445,17 @@ def evaluate(cfg: DictConfig) -> Path:
     if all(frame.empty for frame in frames.values()):
         raise AniraInputError(f"splits {list(cfg.splits)} of {data_dir} hold no examples")
     model, state = load_checkpoint(ckpt_dir, vocab, settings["inference_rule"])
-    train_cfg = state["config"]
+    run = RunSpec.from_saved(state["config"])
     task = load_task(data_dir)  # the dataset's effective parameters score its examples
     ensure_writable(out_dir)
     device = select_device(cfg.device)
     set_threads(settings["threads"])
     model.to(device)
-    batch_size = settings["batch_size"] or int(train_cfg["scale"]["eval"]["batch_size"])
+    batch_size = settings["batch_size"] or run.eval_batch_size
     meta = {
-        "task": train_cfg["task"]["name"],
-        "router": train_cfg["router"]["name"],
-        "seed": int(train_cfg["seed"]),
+        "task": run.task,
+        "router": run.router,
+        "seed": run.seed,
         "inference_rule": inference_rule(model.cfg),
     }
     tables: dict[str, tuple[pd.DataFrame, ...]] = {}
@@ -463,7 +463,7 @@ def evaluate(cfg: DictConfig) -> Path:
         if frame.empty:
             continue
         limit = settings["max_train_examples"]
-        if split == "train" and len(frame) > limit:
+        if split == TRAIN and len(frame) > limit:
             keep = np.random.default_rng(0).choice(len(frame), limit, replace=False)
             frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
         started = time.perf_counter()

@@ -18,9 +18,12 @@ from collections.abc import Iterable
 
 from anira.io import MANIFEST_NAME
 
+TRAIN, TEST, INTERP, EXTRAP, VAL = "train", "test", "interp", "extrap", "val"
 # ``val`` comes last: a split's RNG is keyed by its index here (anira.data) and the evaluation
 # splits drawn earlier win duplicates, so adding ``val`` left the other splits unchanged.
-SPLITS = ("train", "test", "interp", "extrap", "val")
+SPLITS = (TRAIN, TEST, INTERP, EXTRAP, VAL)
+# The held-out splits results are reported on (``val`` chooses settings and is never reported).
+REPORTED_SPLITS = (TEST, INTERP, EXTRAP)
 MANIFEST = MANIFEST_NAME
 
 # A dataset directory.

@@ -48,6 +48,16 @@ def choice(value: Any, key: str, options: Sequence[str]) -> str:
     return value
 
 
+def task_at_scale(task: Mapping[str, Any], scale: str) -> Mapping[str, Any]:
+    """``task.scales.<scale>``: the task's sizes, depth and adjustments at a scale (the one lookup
+    of both a run's spec and a dataset's plan, :func:`anira.data.build_task`)."""
+    scales = task.get("scales") or {}
+    if scale not in scales:
+        known = ", ".join(scales) or "none"
+        raise AniraInputError(f"task {task.get('name')!r} has no scale {scale!r}; scales: {known}")
+    return scales[scale]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings of one run (``scale.train`` with the task's adjustments)."""
@@ -120,12 +130,7 @@ class RunSpec:
         except OmegaConfBaseException as err:
             raise AniraInputError(f"cannot resolve the config: {err}") from err
         task, router, scale = c["task"], c["router"], c["scale"]
-        scales = task.get("scales") or {}
-        if scale["name"] not in scales:
-            raise AniraInputError(
-                f"task {task['name']} defines no sizes for scale {scale['name']!r}"
-            )
-        at_scale = scales[scale["name"]]
+        at_scale = task_at_scale(task, scale["name"])
         key = f"task.scales.{scale['name']}."
         shape = scale["model"]
         d_model = integer(shape["d_model"], "scale.model.d_model", 1)
@@ -177,6 +182,12 @@ class RunSpec:
             curriculum=number(at_scale.get("curriculum", 0.0), key + "curriculum", high=1.0),
             eval_batch_size=integer(scale["eval"]["batch_size"], "scale.eval.batch_size", 1),
         )
+
+    @classmethod
+    def from_saved(cls, config: Mapping[str, Any]) -> RunSpec:
+        """The spec of a finished run from the config its checkpoint holds (``model.pt``'s
+        ``config``), for the stages that read a checkpoint (evaluation, analyses)."""
+        return cls.from_config(OmegaConf.create(dict(config)))
 
     def model_for(self, vocab_size: int, max_seq_len: int) -> Any:
         """The model's config for a dataset: its vocabulary and longest sequence."""

@@ -57,6 +57,7 @@ from anira.layout import (
     RESUME_MANIFEST,
     RUN_CONFIG,
     SPLITS,
+    TRAIN,
 )
 from anira.model import AniraModel, ModelConfig
 from anira.spec import RunSpec, integer
@@ -321,7 +322,7 @@ def train(cfg: DictConfig) -> Status:
         )
         return Status.UP_TO_DATE
     vocab = load_vocab(data_dir)
-    frame = load_split(data_dir, "train")
+    frame = load_split(data_dir, TRAIN)
     if set(frame["task"]) != {spec.task}:
         held = sorted(set(frame["task"]))
         raise AniraInputError(f"{data_dir} holds task {held}, not {spec.task}")

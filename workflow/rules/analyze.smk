@@ -122,8 +122,8 @@ rule decision_timing:
 rule probes:
     """Linear probes of every iteration's state for each task feature, with control tasks."""
     input:
-        checkpoints=models(f"{CKPT_DIR}/manifest.json"),
-        data=[ancient(path) for path in expand(f"{DATA_DIR}/manifest.json", task=TASKS)],
+        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}"),
+        data=[ancient(path) for path in expand(f"{DATA_DIR}/{MANIFEST}", task=TASKS)],
         code="src/anira/analysis/probes.py",
     output:
         table=f"{ANALYSIS_DIR}/probes.csv",
@@ -158,8 +158,8 @@ rule pareto:
         records=[
             eval_records(kind, ANALYSIS["splits"]) for kind in ("tokens", "examples")
         ],
-        checkpoints=models(f"{CKPT_DIR}/manifest.json"),
-        data=[ancient(path) for path in expand(f"{DATA_DIR}/manifest.json", task=TASKS)],
+        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}"),
+        data=[ancient(path) for path in expand(f"{DATA_DIR}/{MANIFEST}", task=TASKS)],
         code="src/anira/analysis/pareto.py",
     output:
         table=f"{ANALYSIS_DIR}/pareto.csv",

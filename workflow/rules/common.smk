@@ -13,8 +13,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from anira import layout
-from anira.io import MANIFEST_NAME, AniraInputError, failed_files
-from anira.layout import SPLITS
+from anira.io import AniraInputError, failed_files
+from anira.layout import MANIFEST, SPLITS
 from anira.spec import compose, compose_run, dataset_files
 
 CONDA_ENV = "../envs/anira.yaml"  # relative to the rule files
@@ -109,9 +109,9 @@ LOG_DIR = f"{RESULTS}/logs"
 
 # A task's extra files (LANO's grammar) are not declared: they differ per task, and the
 # integrity check below covers them through the manifest.
-DATA_FILES = [*layout.data_files(), MANIFEST_NAME]
-CKPT_FILES = [*layout.CHECKPOINT_FILES, MANIFEST_NAME]
-EVAL_FILES = [*layout.eval_files(), MANIFEST_NAME]
+DATA_FILES = [*layout.data_files(), MANIFEST]
+CKPT_FILES = [*layout.CHECKPOINT_FILES, MANIFEST]
+EVAL_FILES = [*layout.eval_files(), MANIFEST]
 
 
 def overrides_of(phase):
@@ -137,29 +137,42 @@ def resolve_study():
 resolve_study()
 
 
-def repair(directory, trigger):
-    """Make Snakemake redo a finished output directory whose files fail its manifest (a file
-    deleted, truncated or modified inside it, which file times alone never reveal): remove
-    `trigger`, one of the job's declared outputs, so the job reruns and rewrites the directory.
+# Manifest checks already made in this process: (directory, broken files); a directory is
+# hashed once however often Snakemake evaluates the input functions of its job.
+_CHECKED = {}
+
+
+def redo_if_broken(pattern):
+    """An input function (it adds no input) that makes Snakemake redo the job writing the output
+    directory `pattern` (formatted with the job's wildcards) when a file of the finished directory
+    fails its manifest: deleted, truncated or modified, which file times alone never reveal.
+
+    It marks the job forced, as `--forcerun` of its manifest would, and changes no file: it runs
+    while the DAG is built (not when the Snakefile is parsed), for the jobs the targets need only,
+    so a dry run lists the job as to-do and leaves the tree as it is, and a real run reruns the
+    job, which rewrites the directory. Forcing a job reruns the jobs that read it, except where
+    they read it through `ancient` (the datasets: regenerating identical data never retrains).
+    Snakemake has no public hook for this: `workflow.dag.forcefiles` is the set `--forcerun`
+    fills (Snakemake 9.27, pinned in pyproject.toml; tests/test_workflow.py checks it).
     """
-    failed = failed_files(directory)
-    for name, problem in failed.items():
-        print(
-            f"anira: {directory}/{name}: {problem}; {directory} will be redone",
-            file=sys.stderr,
-        )
-    if failed:
-        Path(directory, trigger).unlink(missing_ok=True)
 
+    def check(wildcards):
+        directory = pattern.format(**wildcards)
+        if directory not in _CHECKED:
+            _CHECKED[directory] = failed_files(directory)
+            redone = (
+                "would be redone (dry run)" if workflow.dryrun else "will be redone"
+            )
+            for name, problem in _CHECKED[directory].items():
+                print(
+                    f"anira: {directory}/{name}: {problem}; {directory} {redone}",
+                    file=sys.stderr,
+                )
+        if _CHECKED[directory]:
+            workflow.dag.forcefiles.add(f"{directory}/{MANIFEST}")
+        return []
 
-# A dataset is redone by removing its summary.json, never its manifest: models read the dataset
-# through `ancient(manifest)`, so regenerating identical data (generation is deterministic) never
-# retrains them. A checkpoint or an evaluation that fails its manifest is redone whole.
-for _task in TASKS:
-    repair(layout.data_dir(RESULTS, _task), layout.SUMMARY)
-for _task, _router, _seed in study_models():
-    repair(layout.checkpoint_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
-    repair(layout.eval_dir(RESULTS, _task, _router, _seed), MANIFEST_NAME)
+    return check
 
 
 def files_in(directory, names):
@@ -171,7 +184,7 @@ def dataset(wildcards):
     """The dataset of `wildcards.task` as jobs read it: its manifest, `ancient` so that a
     regenerated identical dataset does not make them rerun (a change of the data's config does,
     through the configs and `data_params` of the reading rule)."""
-    return ancient(f"{DATA_DIR}/{MANIFEST_NAME}".format(task=wildcards.task))
+    return ancient(f"{DATA_DIR}/{MANIFEST}".format(task=wildcards.task))
 
 
 def data_params():
@@ -301,7 +314,7 @@ def eval_records(kind, splits):
     return [
         path
         for split in splits
-        for path in models(f"{EVAL_DIR}/{split}.{kind}.parquet")
+        for path in models(f"{EVAL_DIR}/{layout.record_file(split, kind)}")
     ]
 
 

@@ -3,6 +3,7 @@ rule evaluate:
     input:
         data=dataset,
         checkpoint=checkpoint_files,
+        integrity=redo_if_broken(EVAL_DIR),
         configs=hydra_configs("evaluate", scale=SCALE),
     output:
         **files_in(EVAL_DIR, EVAL_FILES),

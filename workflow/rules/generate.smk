@@ -2,6 +2,7 @@ rule generate:
     """One task's dataset: every split as Parquet, the vocabulary and a checksum manifest."""
     input:
         hydra_configs("generate", task="{task}", scale=SCALE),
+        integrity=redo_if_broken(DATA_DIR),
     output:
         **files_in(DATA_DIR, DATA_FILES),
     log:
@@ -25,7 +26,6 @@ rule generate:
 
 
 rule datasets:
-    """Target: every dataset of the study (the DVC stage `generate`), every file of each, so a
-    dataset the integrity check marked for redoing is regenerated."""
+    """Target: every dataset of the study (the DVC stage `generate`), every file of each."""
     input:
         expand(f"{DATA_DIR}/{{name}}", task=TASKS, name=DATA_FILES),

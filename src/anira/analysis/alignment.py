@@ -40,6 +40,7 @@ from anira.analysis.records import (
     write_table,
 )
 from anira.io import AniraInputError
+from anira.layout import REPORTED_SPLITS
 
 DEPTHS = {"executed": "executed_depth", "expected": "expected_depth"}
 METHODS = ("spearman", "pearson")
@@ -203,7 +204,7 @@ def alignment_curves(tokens: pd.DataFrame, max_bins: int = 12) -> pd.DataFrame:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--curves", required=True, help="CSV of mean depth per feature value")
-    parser.add_argument("--splits", nargs="+", default=["test", "interp", "extrap"])
+    parser.add_argument("--splits", nargs="+", default=list(REPORTED_SPLITS))
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--ci", type=float, default=0.95, help="confidence level")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")

@@ -48,6 +48,7 @@ import statsmodels.api as sm
 from anira.analysis.alignment import bootstrap_weights
 from anira.analysis.records import base_parser, load_records, run_cli, write_table
 from anira.io import AniraInputError
+from anira.layout import REPORTED_SPLITS
 
 GROUPS = {
     "size": ("graph_size",),
@@ -221,7 +222,7 @@ def timing_keys(tokens: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--splits", nargs="+", default=["test", "interp", "extrap"])
+    parser.add_argument("--splits", nargs="+", default=list(REPORTED_SPLITS))
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--ci", type=float, default=0.95, help="confidence level")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")

@@ -33,6 +33,8 @@ from anira.batches import PaddedSplit, set_threads
 from anira.data import load_split, load_vocab
 from anira.evaluate import load_checkpoint
 from anira.io import AniraInputError
+from anira.layout import REPORTED_SPLITS
+from anira.spec import RunSpec
 
 KEYS = ["task", "router", "inference_rule", "split"]
 FLOPS = ("head_calls", "core_flops", "head_flops", "flops")
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--model", nargs=3, action="append", required=True, metavar=("CKPT", "DATA", "EVAL")
     )
-    parser.add_argument("--splits", nargs="+", default=["test", "interp", "extrap"])
+    parser.add_argument("--splits", nargs="+", default=list(REPORTED_SPLITS))
     parser.add_argument("--max-examples", type=int, default=200, help="examples for the FLOPs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
@@ -118,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         rule = used["inference_rule"].iloc[0]
         online_rule = rule if rule in ONLINE_RULES else None
         model, state = load_checkpoint(Path(ckpt), load_vocab(data_dir), online_rule)
-        key = (state["config"]["task"]["name"], state["config"]["router"]["name"], rule)
+        run = RunSpec.from_saved(state["config"])
+        key = (run.task, run.router, rule)
         for split in args.splits:
             frame = load_split(data_dir, split)
             if frame.empty:

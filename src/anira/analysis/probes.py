@@ -46,6 +46,8 @@ from anira.batches import PaddedSplit, set_threads
 from anira.data import load_split, load_vocab
 from anira.evaluate import inference_rule, load_checkpoint
 from anira.io import AniraInputError
+from anira.layout import TEST
+from anira.spec import RunSpec
 
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0)
 KEYS = ["task", "router", "inference_rule", "feature", "probe", "labels", "readout", "iteration"]
@@ -135,13 +137,13 @@ def model_predictions(ckpt: Path, data_dir: Path, args) -> tuple[dict, list[dict
     if len(frame) > args.max_examples:
         frame = frame.iloc[np.sort(rng.choice(len(frame), args.max_examples, replace=False))]
     states, tokens = collect_states(model, frame.reset_index(drop=True))
-    config = state["config"]
+    run = RunSpec.from_saved(state["config"])
     meta = {
-        "task": config["task"]["name"],
-        "router": config["router"]["name"],
+        "task": run.task,
+        "router": run.router,
         "adaptive": model.cfg.router != "fixed",  # fixed-depth baselines (any D') never halt early
         "inference_rule": inference_rule(model.cfg),
-        "seed": int(config["seed"]),
+        "seed": run.seed,
     }
     results = []
     for feature in (c for c in tokens.columns if c.startswith("f_")):
@@ -225,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--model", nargs=2, action="append", required=True, metavar=("CKPT_DIR", "DATA_DIR")
     )
-    parser.add_argument("--split", default="test", help="held-out split the probes read")
+    parser.add_argument("--split", default=TEST, help="held-out split the probes read")
     parser.add_argument("--max-examples", type=int, default=300, help="examples per model")
     parser.add_argument("--folds", type=int, default=5, help="GroupKFold folds")
     parser.add_argument("--inference-rule", default=None, help="online rule: median or mode")

@@ -16,7 +16,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from anira.figures.style import figure_cli, finish, ordered, panel_grid, router_palette
+from anira.figures.style import (
+    figure_cli,
+    finish,
+    ordered,
+    panel_grid,
+    router_palette,
+    shown_split,
+)
 
 REQUIRED = ["task", "router", "split", "feature", "depth", "feature_value", "mean_depth"]
 COLS = 5
@@ -25,7 +32,7 @@ DASHES = {"executed": "", "expected": (4, 2)}
 
 def draw(table: pd.DataFrame) -> plt.Figure:
     """Mean depth against each complexity feature, per task, a line per router."""
-    split = "test" if (table["split"] == "test").any() else sorted(table["split"].unique())[0]
+    split = shown_split(table)
     table = table[table["split"] == split].sort_values(["task", "feature", "router", "depth"])
     panels = list(table.groupby(["task", "feature"], sort=True).groups)
     palette = router_palette(table["router"].unique())

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from anira.figures.style import figure_cli, panel_grid, router_palette
+from anira.figures.style import figure_cli, panel_grid, router_palette, shown_split
 
 REQUIRED = ["router", "split", "order", "depth", "kind", "term", "estimate", "share"]
 REQUIRED += ["share_ci_low", "share_ci_high", "n_examples", "n_tokens"]
@@ -26,7 +26,7 @@ GROUP_ORDER = ["size", "structure", "execution"]
 
 def draw(table: pd.DataFrame) -> plt.Figure:
     """Share of explained depth variance per feature group, a bar per router."""
-    split = "test" if (table["split"] == "test").any() else sorted(table["split"].unique())[0]
+    split = shown_split(table)
     table = table[table["split"] == split]
     panels = sorted(table.groupby(["order", "depth"]).groups)
     palette = router_palette(table["router"].unique())

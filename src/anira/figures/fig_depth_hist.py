@@ -22,18 +22,18 @@ from anira.figures.style import (
     panel_grid,
     router_palette,
 )
+from anira.layout import REPORTED_SPLITS
 
 REQUIRED = ["task", "router", "split", "depth", "fraction"]
-SPLITS = ["test", "interp", "extrap"]
 
 
 def draw(table: pd.DataFrame) -> plt.Figure:
     """Distribution of executed depth per task and router."""
-    table = table[table["split"].isin(SPLITS)].copy()
+    table = table[table["split"].isin(REPORTED_SPLITS)].copy()
     table["split"] = table["split"].map(SPLIT_LABELS)
     tasks = sorted(table["task"].unique())
     routers = list(router_palette(table["router"].unique()))
-    hue_order = [SPLIT_LABELS[s] for s in ordered(SPLITS, SPLITS)]
+    hue_order = [SPLIT_LABELS[s] for s in ordered(REPORTED_SPLITS, REPORTED_SPLITS)]
     depths = list(range(1, int(table["depth"].max()) + 1))
     fig, axes = panel_grid(
         len(tasks),

@@ -17,18 +17,19 @@ import pandas as pd
 import seaborn as sns
 
 from anira.figures.style import figure_cli, finish, ordered, panel_grid, router_palette
+from anira.layout import EXTRAP, INTERP, REPORTED_SPLITS
 
 REQUIRED = ["task", "router", "seed", "split", "size", "accuracy", "mean_depth"]
 METRICS = {"accuracy": "accuracy", "mean_depth": "mean executed depth"}
-REGIONS = {"interp": ("interpolation", "#fdae61"), "extrap": ("extrapolation", "#d7191c")}
+REGIONS = {INTERP: ("interpolation", "#fdae61"), EXTRAP: ("extrapolation", "#d7191c")}
 
 
 def shade_regions(ax: plt.Axes, sizes: pd.DataFrame) -> None:
     """Shade the held-out sizes: each interp size, and the extrapolation range."""
     for split, (label, colour) in REGIONS.items():
         values = sorted(sizes.loc[sizes["split"] == split, "size"].unique())
-        spans = [(v - 0.5, v + 0.5) for v in values] if split == "interp" else []
-        if split == "extrap" and values:
+        spans = [(v - 0.5, v + 0.5) for v in values] if split == INTERP else []
+        if split == EXTRAP and values:
             spans = [(values[0] - 0.5, values[-1] + 0.5)]
         for i, (low, high) in enumerate(spans):
             ax.axvspan(low, high, color=colour, alpha=0.12, lw=0, label=label if i == 0 else None)
@@ -36,7 +37,7 @@ def shade_regions(ax: plt.Axes, sizes: pd.DataFrame) -> None:
 
 def draw(table: pd.DataFrame) -> plt.Figure:
     """Accuracy and mean depth against size, a panel per task, a line per router."""
-    table = table[table["split"].isin(["test", "interp", "extrap"])]
+    table = table[table["split"].isin(REPORTED_SPLITS)]
     tasks = sorted(table["task"].unique())
     palette = router_palette(table["router"].unique())
     hue_order = ordered(table["router"].unique(), list(palette))

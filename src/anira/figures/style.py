@@ -24,14 +24,15 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from anira.io import EXIT_INPUT_ERROR, AniraInputError, atomic_path, one_line  # noqa: E402
+from anira.layout import EXTRAP, INTERP, REPORTED_SPLITS, TEST, TRAIN  # noqa: E402
 
 ROUTER_ORDER = ["fixed", "early", "online"]
-SPLIT_ORDER = ["train", "test", "interp", "extrap"]
+SPLIT_ORDER = [TRAIN, *REPORTED_SPLITS]
 SPLIT_LABELS = {
-    "train": "train",
-    "test": "in-distribution",
-    "interp": "interpolation",
-    "extrap": "extrapolation",
+    TRAIN: "train",
+    TEST: "in-distribution",
+    INTERP: "interpolation",
+    EXTRAP: "extrapolation",
 }
 PANEL_SIZE = (3.2, 2.6)  # inches per panel
 DPI = 150
@@ -56,6 +57,11 @@ def apply_style() -> None:
             "svg.hashsalt": "anira",
         }
     )
+
+
+def shown_split(table: pd.DataFrame) -> str:
+    """The split a one-split figure shows: ``test``, else the first split the table has."""
+    return TEST if (table["split"] == TEST).any() else sorted(table["split"].unique())[0]
 
 
 def ordered(values: Iterable[str], order: Sequence[str]) -> list[str]:
