@@ -13,11 +13,13 @@ from anira.analysis.scorecard import scorecard_table
 SIZES = {"test": [3, 4], "interp": [5], "extrap": [7, 8]}
 
 
-def generalization(accuracy, depth_slope=0.5, tasks=("brevo", "mano")):
+def generalization(
+    accuracy, depth_slope=0.5, tasks=("brevo", "mano"), routers=("fixed", "early", "online")
+):
     """Rows of generalization.csv: ``accuracy(task, router, split)``, depth rising with size."""
     rows = []
     for task in tasks:
-        for router in ("fixed", "early", "online"):
+        for router in routers:
             for split, sizes in SIZES.items():
                 for size in sizes:
                     depth = 6.0 if router == "fixed" else 2.0 + depth_slope * size
@@ -108,7 +110,7 @@ def test_findings_flip_when_the_planted_effects_flip():
         timing((0.05, 0.2, 0.75), (0.1, 0.6, 0.3), n_early=50, n_online=80),
     )
     for finding in table.index:
-        if not finding.startswith("GSM"):
+        if not finding.startswith(("GSM", "precondition")):  # no D' = 1 model: not testable
             assert table.loc[finding, "holds"] == "no", finding
 
 
@@ -130,3 +132,26 @@ def test_missing_tasks_are_not_testable_and_the_cli_writes_markdown(tmp_path):
     assert table.loc[table.index.str.startswith("MANO"), "holds"].eq("not testable").all()
     text = md.read_text()
     assert text.count("\n| ") == len(table) + 1  # header and one line per finding
+
+
+def test_depth_precondition_is_the_fixed_minus_depth_one_difference_per_task():
+    def accuracy(task, router, split):
+        if router == "fixed1":
+            return {"brevo": 0.5, "mano": 0.85}[task]
+        return 0.9 if router == "fixed" else 0.7
+
+    routers = ("fixed", "fixed1", "early", "online")
+    table = card(
+        generalization(accuracy, routers=routers),
+        alignment(),
+        timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)),
+    )
+    brevo = table.loc["precondition: depth changes brevo accuracy (fixed D vs D' = 1)"]
+    mano = table.loc["precondition: depth changes mano accuracy (fixed D vs D' = 1)"]
+    assert brevo["ours"] == pytest.approx(0.4) and brevo["holds"] == "yes"
+    assert brevo["ci_low"] < 0.4 < brevo["ci_high"]
+    assert mano["ours"] == pytest.approx(0.05) and mano["holds"] == "no"  # CI > 0, below the bar
+    assert mano["ci_low"] > 0
+    without = card(generalization(accuracy), alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)))
+    precondition = without[without.index.str.startswith("precondition")]
+    assert precondition["holds"].eq("not testable").all() and len(precondition) == 1

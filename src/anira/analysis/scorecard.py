@@ -20,6 +20,10 @@ tests):
   (paper ≈ 0.28; holds when our interval contains 0.28); ANIRA-E follows static structure (size +
   structure share > 0.5); ANIRA-O follows execution state (execution its largest share); the
   population of correct samples is larger for E than O (26,641 vs 1,718 in the paper).
+- Precondition (ours, not a finding of the paper): depth must change accuracy at the scale run, or
+  alignment has nothing to measure. Per task with a fixed-depth D'=1 model: ``test`` accuracy of
+  the fixed model at D minus the one at D' = 1; holds when it reaches ``DEPTH_BAR`` (0.20) and its
+  Newcombe interval lies above 0.
 - GSM-Symbolic: not testable (needs a pretrained recurrent Llama we cannot download).
 
 Usage: ``python -m anira.analysis.scorecard --generalization G.csv --alignment A.csv
@@ -44,6 +48,7 @@ COLUMNS = ["finding", "paper", "ours", "ci_low", "ci_high", "scale", "holds", "t
 ADAPTIVE = ("early", "online")
 PAPER_SIZE_SHARE_E = 0.28
 FAIL_FRACTION = 0.5  # "fails": extrap accuracy below this fraction of in-distribution accuracy
+DEPTH_BAR = 0.20  # the calibration goal: fixed D beats fixed D' = 1 by this much test accuracy
 
 
 def row(finding, paper, ours, low, high, holds, test, source) -> dict:
@@ -102,6 +107,27 @@ def drop_rows(general: pd.DataFrame) -> list[dict]:
         ours = c_test / n_test - c_split / n_split
         test = f"test − {split} accuracy, all tasks and routers; holds if CI > 0"
         rows.append(row(finding, None, ours, low, high, low > 0, test, "generalization.csv"))
+    return rows
+
+
+def depth_rows(general: pd.DataFrame) -> list[dict]:
+    test = general[general["split"] == "test"]
+    tasks = sorted(set(test.loc[test["router"] == "fixed1", "task"]))
+    tasks = [t for t in tasks if ((test["task"] == t) & (test["router"] == "fixed")).any()]
+    if not tasks:
+        finding = "precondition: depth changes accuracy (fixed D vs D' = 1)"
+        return [untestable(finding, None, "no fixed D' = 1 model", "generalization.csv")]
+    rows = []
+    for task in tasks:
+        mine = test[test["task"] == task]
+        c_deep, n_deep = counts(mine[mine["router"] == "fixed"])
+        c_one, n_one = counts(mine[mine["router"] == "fixed1"])
+        low, high = confint_proportions_2indep(c_deep, n_deep, c_one, n_one, method="newcomb")
+        ours = c_deep / n_deep - c_one / n_one
+        finding = f"precondition: depth changes {task} accuracy (fixed D vs D' = 1)"
+        test_text = f"test accuracy, fixed D − fixed D' = 1; holds if ≥ {DEPTH_BAR} and CI > 0"
+        holds = ours >= DEPTH_BAR and low > 0
+        rows.append(row(finding, None, ours, low, high, holds, test_text, "generalization.csv"))
     return rows
 
 
@@ -262,7 +288,7 @@ def timing_rows(timing: pd.DataFrame) -> list[dict]:
 
 def scorecard_table(general, alignment, timing, scale: str, seed: int = 0) -> pd.DataFrame:
     rows = lano_rows(alignment) + drop_rows(general) + mano_rows(general, seed)
-    rows += [depth_size_row(general)] + timing_rows(timing)
+    rows += [depth_size_row(general)] + timing_rows(timing) + depth_rows(general)
     rows.append(
         untestable(
             "GSM-Symbolic: adaptive depth keeps accuracy at lower mean depth",
