@@ -59,9 +59,11 @@ def test_default_dry_run_plans_every_phase():
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
     assert {seed for task, _, seed in trained if task == "brevo"} == {"0", "1"}
     assert {seed for task, _, seed in trained if task != "brevo"} == {"0"}
-    # task_routers: the fixed-depth baselines on BREVO only, with the study's one seed.
+    # task_routers: D' = 1 for every task, D' = 2, 4 on BREVO only, with the study's one seed.
     extra = {model for model in trained if model[1] in FIXED_DEPTHS}
-    assert extra == {("brevo", router, "0") for router in FIXED_DEPTHS}
+    tasks = {task for task, _, _ in trained}
+    expected = {(task, "fixed1", "0") for task in tasks}
+    assert extra == expected | {("brevo", router, "0") for router in FIXED_DEPTHS}
 
 
 def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
