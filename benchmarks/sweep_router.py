@@ -33,11 +33,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from anira.data import SPLITS
 from anira.io import atomic_write_json
+from anira.layout import SPLITS, TEST, TRAIN, record_file
 
 ROOT = Path(__file__).resolve().parents[1]
-EVAL_SPLITS = [split for split in SPLITS if split != "train"]
+EVAL_SPLITS = [split for split in SPLITS if split != TRAIN]
 
 
 def run(args: list[str], log: Path) -> None:
@@ -57,13 +57,12 @@ def summarize(eval_dir: Path) -> dict:
     """Exact accuracy per split and the depth distribution of the test answer tokens."""
     row: dict = {}
     for split in EVAL_SPLITS:
-        path = eval_dir / f"{split}.examples.parquet"
+        path = eval_dir / record_file(split, "examples")
         if path.exists():
             correct = pd.read_parquet(path, columns=["correct"])["correct"]
             row[f"accuracy_{split}"] = float(correct.mean())
-    tokens = pd.read_parquet(
-        eval_dir / "test.tokens.parquet", columns=["is_answer", "executed_depth", "expected_depth"]
-    )
+    columns = ["is_answer", "executed_depth", "expected_depth"]
+    tokens = pd.read_parquet(eval_dir / record_file(TEST, "tokens"), columns=columns)
     answers = tokens[tokens["is_answer"]]
     histogram = answers["executed_depth"].value_counts(normalize=True).sort_index()
     row["mean_executed_depth"] = float(answers["executed_depth"].mean())

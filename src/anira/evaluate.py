@@ -50,7 +50,7 @@ from omegaconf import DictConfig, OmegaConf
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
 from anira.checkpoint import read_state
 from anira.cli import anira_main
-from anira.data import Vocabulary, load_split, load_task, load_vocab
+from anira.data import Vocabulary, load_split, load_task, load_vocab, row_to_example
 from anira.io import (
     AniraInputError,
     atomic_write_text,
@@ -336,16 +336,7 @@ def evaluate_split(
     sample_seed: int | list[int] = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     data = PaddedSplit.from_frame(frame)
-    examples_in = [
-        Example(
-            token_str=list(record.token_str),
-            answer_mask=[bool(m) for m in record.answer_mask],
-            size=int(record.size),
-            features={},
-            instance=json.loads(record.instance),
-        )
-        for record in frame.itertuples(index=False)
-    ]
+    examples_in = [row_to_example(record._asdict(), ()) for record in frame.itertuples(index=False)]
     sampled = task.sampling_length() is not None
     tf = teacher_forced(model, data, batch_size, device, log_probs=sampled)
     generative: dict[str, np.ndarray] = {}

@@ -338,7 +338,7 @@ class EarlyRouter(FixedRouter):
         super().__init__(cfg)
         self.head = decision_head(cfg, cfg.max_depth)
 
-    def start(self, e, valid, depth, training) -> RouterState:
+    def start(self, e, valid, depth, training) -> EarlyState:
         log_q = torch.log_softmax(self.head(e).float(), dim=-1)
         forced = depth is not None
         if training:
