@@ -73,3 +73,11 @@ def checkpoint_dir(results: str, task: str, router: str, seed: int | str) -> str
 
 def eval_dir(results: str, task: str, router: str, seed: int | str) -> str:
     return f"{results}/eval/{task}/{router}/seed{seed}"
+
+
+def analysis_dir(results: str) -> str:
+    return f"{results}/analysis"
+
+
+def log_dir(results: str) -> str:
+    return f"{results}/logs"

@@ -104,8 +104,8 @@ wildcard_constraints:
 DATA_DIR = layout.data_dir(RESULTS, "{task}")
 CKPT_DIR = layout.checkpoint_dir(RESULTS, "{task}", "{router}", "{seed}")
 EVAL_DIR = layout.eval_dir(RESULTS, "{task}", "{router}", "{seed}")
-ANALYSIS_DIR = f"{RESULTS}/analysis"
-LOG_DIR = f"{RESULTS}/logs"
+ANALYSIS_DIR = layout.analysis_dir(RESULTS)
+LOG_DIR = layout.log_dir(RESULTS)
 
 # A task's extra files (LANO's grammar) are not declared: they differ per task, and the
 # integrity check below covers them through the manifest.
