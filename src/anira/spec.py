@@ -194,9 +194,10 @@ class RunSpec:
         return dataclasses.replace(self.model, vocab_size=vocab_size, max_seq_len=max_seq_len)
 
 
-def compose(app: str, overrides: Sequence[str]) -> DictConfig:
-    """The config ``python -m anira.<app> <overrides>`` runs with; an override naming a key or an
-    option that does not exist is one :class:`AniraInputError` line."""
+def compose(app: str, overrides: Sequence[str], hydra: bool = False) -> DictConfig:
+    """The config ``python -m anira.<app> <overrides>`` runs with (``hydra``: with Hydra's own
+    node); an override naming a key or an option that does not exist is one
+    :class:`AniraInputError` line."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -206,9 +207,17 @@ def compose(app: str, overrides: Sequence[str]) -> DictConfig:
     check_group_choices(list(overrides))
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base=None):
-            return hydra_compose(app, overrides=list(overrides))
+            return hydra_compose(app, overrides=list(overrides), return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as err:
         raise AniraInputError(f"anira.{app} {' '.join(overrides)}: {one_line(err)}") from err
+
+
+@functools.cache
+def default_choices(app: str) -> dict[str, str]:
+    """Group → option ``python -m anira.<app>`` composes when no override names the group (its
+    defaults list, as Hydra reads it; Hydra's own groups left out)."""
+    choices = compose(app, [], hydra=True).hydra.runtime.choices
+    return {g: o for g, o in choices.items() if o is not None and not g.startswith("hydra")}
 
 
 @functools.cache

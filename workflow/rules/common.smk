@@ -15,7 +15,7 @@ from snakemake.exceptions import WorkflowError
 from anira import layout
 from anira.io import AniraInputError, failed_files
 from anira.layout import MANIFEST, SPLITS
-from anira.spec import compose, compose_run, dataset_files
+from anira.spec import compose, compose_run, dataset_files, default_choices
 
 CONDA_ENV = "../envs/anira.yaml"  # relative to the rule files
 
@@ -219,33 +219,13 @@ def dir_of(path):
     return str(Path(path).parent)
 
 
-def _default_choices(app):
-    """Group → option of the defaults list of config/<app>.yaml (empty if the app has none)."""
-    path = Path("config", f"{app}.yaml")
-    if not path.is_file():
-        return {}
-    defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults") or []
-    choices = {}
-    for entry in defaults:
-        if isinstance(entry, dict):
-            for key, option in entry.items():
-                group = key.split()[-1]  # "optional model" → "model"
-                if (
-                    option is not None
-                    and not key.startswith("override")
-                    and "hydra" not in group
-                ):
-                    choices[group] = option
-    return choices
-
-
 def hydra_configs(app, **choices):
     """The Hydra YAML files `python -m anira.<app>` reads with these group choices.
 
     They are inputs of the rule, so editing one reruns exactly the jobs that read it. Choices may be
     wildcard names (`task="{task}"`); files of the app's defaults list that exist are added.
     """
-    merged = {**_default_choices(app), **choices}
+    merged = {**default_choices(app), **choices}
     files = [f"config/{app}.yaml"] if Path("config", f"{app}.yaml").is_file() else []
     for group, option in sorted(merged.items()):
         path = f"config/{group}/{option}.yaml"
