@@ -30,8 +30,6 @@ Results go to ``benchmarks/results/decode.json`` with the machine they were meas
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -40,7 +38,7 @@ import torch
 from omegaconf import OmegaConf
 
 from anira.data import build_task
-from anira.io import atomic_write_json
+from anira.io import atomic_write_json, machine_info
 from anira.model import AniraModel, ModelConfig, ModelOutput
 from anira.model.decode import IncrementalDecoder
 
@@ -188,12 +186,7 @@ def main() -> None:
     torch.manual_seed(0)
     contexts = [int(c) for c in args.contexts.split(",")]
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine_info(),
         "new_tokens": args.new_tokens,
         "context": context_rows(args.models.split(","), contexts, args.new_tokens),
         "tasks": task_rows(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import numpy as np
 import yaml
 
 from anira.data import build_task
-from anira.io import atomic_write_json
+from anira.io import atomic_write_json, machine_info
 from anira.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,13 +90,7 @@ def main() -> None:
     header = " ".join(f"{mix + ' ex/s':>18} {'tokens':>7}" for mix in MIXES)
     print(f"{'task':<26} {header} {'paper train set (min)':>22}")
     results = run([t for t in args.tasks.split(",") if t] or None, args.seconds)
-    machine = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-    }
-    report = {"seconds_per_mix": args.seconds, "machine": machine, "results": results}
+    report = {"seconds_per_mix": args.seconds, "machine": machine_info(), "results": results}
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
 

@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -50,7 +48,7 @@ from typing import Any
 
 import torch
 
-from anira.io import atomic_write_json
+from anira.io import atomic_write_json, machine_info
 from anira.model import AniraModel, ModelConfig, packed
 from anira.model.model import DenseExecutor
 from anira.model.packed import PackedExecutor
@@ -409,13 +407,7 @@ def main() -> None:
     for name in args.models.split(","):
         rows += speed_rows(name, args.quick, args.min_time)
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine_info(),
         "seq_len": SEQ_LEN,
         "crossover": cross,
         "crossover_table": table,

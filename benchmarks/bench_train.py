@@ -17,17 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from anira.io import atomic_write_json
+from anira.io import atomic_write_json, machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,12 +86,7 @@ def main() -> None:
             if r["router"] == router:
                 r["speedup_vs_dense"] = base["seconds"] / r["seconds"]
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine_info(),
         "rows": rows,
     }
     atomic_write_json(Path(args.out), result)

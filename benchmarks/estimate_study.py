@@ -30,7 +30,6 @@ import argparse
 import math
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ import torch
 from omegaconf import OmegaConf
 
 from anira.data import build_task
-from anira.io import atomic_write_json
+from anira.io import atomic_write_json, machine_info
 from anira.model import AniraModel, ModelConfig, ModelOutput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +149,7 @@ def main() -> None:
     kind, task_name, hours = max(jobs, key=lambda job: job[2])
     total = phases["training_gpu_h"] + phases["evaluation_gpu_h"]
     result = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine_info(),
         "configfile": args.configfile,
         "estimate": True,
         "assumed_gpu_tflops": args.gpu_tflops,

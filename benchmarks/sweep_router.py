@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from anira.io import atomic_write_json
+from anira.io import atomic_write_json, machine_info
 from anira.layout import SPLITS, TEST, TRAIN, record_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,7 +195,7 @@ def main() -> None:
     atomic_write_json(
         out,
         {
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "machine": machine_info(),
             "overrides": args.overrides,
             "chosen_on_val": chosen,
             "rows": rows,

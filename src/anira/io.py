@@ -3,7 +3,8 @@
 Every file the pipeline produces is written under a temporary name in the same directory and then
 renamed, so a crash never leaves a half-written file under the final name. Directories of outputs
 carry a ``manifest.json`` with the SHA-256 of each file so a truncated or mismatched input is
-detected before any heavy work.
+detected before any heavy work. ``machine_info`` describes the machine a benchmark result was
+measured on, for every JSON under ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +168,21 @@ def failed_files(directory: str | os.PathLike) -> dict[str, str]:
         return {MANIFEST_NAME: str(err)}
     problems = {name: checksum_problem(directory / name, sha) for name, sha in entries.items()}
     return {name: problem for name, problem in problems.items() if problem}
+
+
+def machine_info() -> dict[str, Any]:
+    """Where and when a benchmark ran: date (UTC), platform, processor, CPU count, Python, torch,
+    torch's intra-op threads and the CUDA device (None without one). torch is imported here, so
+    importing this module stays light."""
+    import torch
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
