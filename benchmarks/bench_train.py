@@ -1,57 +1,233 @@
-"""End-to-end training time of one mini model, dense vs packed vs auto execution.
+"""Training speed: a training step eager vs compiled, dense unroll vs packed; the packed core's
+efficiency against its limit; and (optionally) whole training runs.
 
-    python benchmarks/bench_train.py [--task brevo] [--routers early,online]
-                                     [--executions dense,packed,auto] [--out FILE]
+    python benchmarks/bench_train.py [--sections steps,efficiency] [--models mini,paper]
+                                     [--paper-batch 128] [--min-time 2] [--out FILE]
+    python benchmarks/bench_train.py --sections runs [--task brevo] [--routers early,online]
+                                     [--executions dense,packed,auto]
 
-Generates the task's ``mini`` dataset once (seed 0) in a temporary directory, then runs
-``python -m anira.train task=T router=R seed=0 scale=mini … scale.model.execution=E`` for every
-router and execution, one after the other, and records the wall time of each run (process start to
-exit: data loading, every training step, the final checkpoint), the training steps per second, and
-the final logged answer accuracy and mean executed depth. Same seed and data for every execution,
-so the runs differ only in how the core is executed (their weights agree up to float rounding).
-Results go to ``benchmarks/results/train_e2e.json`` and a table is printed. About 1.5 minutes per
-run on the project's 2-core CPU.
+Synthetic tokens (sequences of 40, vocabulary 64), D = 6, the early router, forced per-token depths
+(``model(tokens, depth=…)``) with mean ``--mean-depth`` (3.5: the trained mini BREVO models'
+answers run 3.3–3.65), so that only the execution varies. Models: the scales' shapes
+(config/scale/mini.yaml: d_model 64, 4 heads, batch 64; config/scale/paper.yaml: d_model 384,
+6 heads, batch 128, ``--paper-batch`` to shrink it). Times are medians of round-robin rounds
+(``bench_packed.timed``), so a busy spell of the shared machine slows every variant alike; ratios
+are taken within one run.
+
+- ``steps``: tokens/s of a full training step (forward, loss, backward, AdamW) for each model,
+  path and compile setting: ``unroll`` (the paper's estimator: the dense unroll, every token runs
+  all D iterations) and ``packed`` (the ``rescale_final`` estimator with ``execution=packed``: the
+  executed depths only); eager and ``model.compile``. ``first_step_s`` is the first step's time
+  (compilation included); ``compile_s`` = compiled minus eager first step; ``break_even_steps``
+  = compile_s ÷ the time a compiled step saves (None when it saves none), against the scale's
+  ``scale_steps``.
+- ``efficiency``: the core iterations alone (from a fixed prelude output), forward + backward as
+  in training, at the training batch and mean depths ``--efficiency-depths`` (≤ D/2): the packed
+  core's speed-up over the dense core (all D iterations) divided by its limit D / mean depth.
+  Variants: ``packed_slots`` (every iteration's queries attend in slots: the packed step before
+  ``SLOT_ATTENTION_LIMIT``), ``packed`` (the current step), ``auto`` (per-iteration dense/packed
+  by ``MEASURED_CROSSOVER``) and ``packed_compiled`` (the current step under ``model.compile``,
+  against the compiled dense core).
+- ``runs`` (not by default: ≈1.5 min per run): ``python -m anira.train`` on the task's mini
+  dataset (generated once, seed 0) for every router and execution, one after the other: wall time
+  (process start to exit), steps/s, final logged accuracy and mean depth, speed-up over dense.
+
+Results go to ``benchmarks/results/train.json`` with the machine they were measured on.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import torch
+from bench_packed import depths, timed
 
 from anira.io import atomic_write_json, machine_info
+from anira.model import AniraModel, ModelConfig
+from anira.model import packed as packed_module
+from anira.model.model import DenseExecutor
+from anira.model.packed import PackedExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
+VOCAB, SEQ_LEN, MAX_DEPTH = 64, 40, 6
+MODELS = {  # config/scale/<name>.yaml: model shape, training batch and steps
+    "mini": {"d_model": 64, "n_heads": 4, "batch": 64, "steps": 800},
+    "paper": {"d_model": 384, "n_heads": 6, "batch": 128, "steps": 250_000},
+}
+PATHS = {"unroll": ("unroll", "dense"), "packed": ("rescale_final", "packed")}
 
 
-def run(args: list[str]) -> None:
+def build(name: str, estimator: str = "unroll", execution: str = "dense", compile=False):
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        vocab_size=VOCAB,
+        max_seq_len=SEQ_LEN,
+        d_model=MODELS[name]["d_model"],
+        n_heads=MODELS[name]["n_heads"],
+        max_depth=MAX_DEPTH,
+        router="early",
+        estimator=estimator,
+        execution=execution,
+        compile=compile,
+    )
+    return AniraModel(cfg).train()
+
+
+def train_step(model: AniraModel, tokens: torch.Tensor, depth: torch.Tensor):
+    """A full training step with forced depths: forward, loss, backward, AdamW."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    answer = torch.ones_like(tokens, dtype=torch.bool)
+
+    def run() -> None:
+        loss, _ = model.loss(model(tokens, depth=depth), tokens, answer)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return run
+
+
+def first_call_seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def step_rows(name: str, batch: int, mean_depth: float, min_time: float) -> list[dict[str, Any]]:
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(1, VOCAB, (batch, SEQ_LEN), generator=g)
+    depth = depths(batch, MAX_DEPTH, mean_depth, seed=1)
+    runs, first = {}, {}
+    for path, (estimator, execution) in PATHS.items():
+        for compiled in (False, True):
+            run = train_step(build(name, estimator, execution, compiled), tokens, depth)
+            first[path, compiled] = first_call_seconds(run)
+            runs[path, compiled] = run
+    seconds = dict(zip(runs, timed(list(runs.values()), min_time, 3), strict=True))
+    rows = []
+    for (path, compiled), t in seconds.items():
+        row = {
+            "model": name,
+            "batch": batch,
+            "mean_depth": round(depth.float().mean().item(), 3),
+            "path": path,
+            "compiled": compiled,
+            "step_s": t,
+            "tokens_per_s": tokens.numel() / t,
+            "first_step_s": first[path, compiled],
+            "speedup_vs_eager_unroll": seconds["unroll", False] / t,
+        }
+        if compiled:
+            eager = seconds[path, False]
+            row["compile_speedup"] = eager / t
+            row["compile_s"] = first[path, True] - first[path, False]
+            saved = eager - t
+            row["break_even_steps"] = row["compile_s"] / saved if saved > 0 else None
+            row["scale_steps"] = MODELS[name]["steps"]
+        rows.append(row)
+        print(
+            f"step {name:5} B={batch:3} {path:6} {'compiled' if compiled else 'eager':8} "
+            f"{row['tokens_per_s']:8.0f} tok/s  first step {row['first_step_s']:6.1f}s"
+            + (
+                f"  compile ×{row['compile_speedup']:.2f}, {row['compile_s']:.0f}s, break-even "
+                + (f"{row['break_even_steps']:.0f} steps" if row["break_even_steps"] else "never")
+                if compiled
+                else ""
+            ),
+            flush=True,
+        )
+    return rows
+
+
+def core_runner(model: AniraModel, tokens, depth, execution: str, slot_limit: float | None):
+    """The core iterations alone, forward + backward, from a fixed prelude output."""
+    cos, sin = model.rope_cos[:SEQ_LEN], model.rope_sin[:SEQ_LEN]
+    with torch.no_grad():
+        e = model.prelude(model.embed(tokens), cos, sin)
+    e.requires_grad_(True)
+    grad = torch.randn_like(e)
+    cfg = dataclasses.replace(model.cfg, execution=execution)
+
+    def run() -> None:
+        if execution == "dense":
+            executor = DenseExecutor(model, e, cos, sin, "frozen")
+        else:
+            executor = PackedExecutor(model, e, cos, sin, cfg)
+            if slot_limit is not None:
+                executor.slot_limit = slot_limit
+        s = e
+        for r in range(1, MAX_DEPTH + 1):
+            s = executor.step(s, depth, r)
+        model.zero_grad(set_to_none=True)
+        s.backward(grad)
+
+    return run
+
+
+def efficiency_rows(name: str, batch: int, means: list[float], min_time: float) -> list[dict]:
+    eager, compiled = build(name), build(name, compile=True)
+    tokens = torch.randint(1, VOCAB, (batch, SEQ_LEN), generator=torch.Generator().manual_seed(0))
+    full = torch.full_like(tokens, MAX_DEPTH)
+    rows = []
+    for mean in means:
+        depth = depths(batch, MAX_DEPTH, mean, seed=1)
+        variants = {  # name: (model, execution, slot limit)
+            "dense": (eager, "dense", None),
+            "packed_slots": (eager, "packed", float("inf")),
+            "packed": (eager, "packed", None),
+            "auto": (eager, "auto", None),
+            "dense_compiled": (compiled, "dense", None),
+            "packed_compiled": (compiled, "packed", None),
+        }
+        runs = [
+            core_runner(model, tokens, full if execution == "dense" else depth, execution, slots)
+            for model, execution, slots in variants.values()
+        ]
+        ms = dict(zip(variants, (1e3 * t for t in timed(runs, min_time, 3)), strict=True))
+        actual = depth.float().mean().item()
+        limit = MAX_DEPTH / actual  # the core's speed-up if its time were ∝ token-steps
+        row = {"model": name, "batch": batch, "mean_depth": round(actual, 3), "limit": limit}
+        row.update({f"{v}_ms": t for v, t in ms.items()})
+        for v in ("packed_slots", "packed", "auto"):
+            row[f"{v}_efficiency"] = ms["dense"] / ms[v] / limit
+        row["packed_compiled_efficiency"] = ms["dense_compiled"] / ms["packed_compiled"] / limit
+        rows.append(row)
+        print(
+            f"efficiency {name:5} B={batch:3} mean depth {actual:.2f} (limit ×{limit:.2f}): "
+            + "  ".join(
+                f"{v} {row[f'{v}_efficiency']:.2f}"
+                for v in ("packed_slots", "packed", "auto", "packed_compiled")
+            ),
+            flush=True,
+        )
+    return rows
+
+
+def run_module(args: list[str]) -> None:
     subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True, capture_output=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default="brevo")
-    parser.add_argument("--routers", default="early,online")
-    parser.add_argument("--executions", default="dense,packed,auto")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/train_e2e.json"))
-    args = parser.parse_args()
-
+def training_runs(task: str, routers: list[str], executions: list[str]) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        run(["anira.generate", f"task={args.task}", "scale=mini", "seed=0", f"out_dir={data}"])
-        for router in args.routers.split(","):
-            for execution in args.executions.split(","):
+        run_module(["anira.generate", f"task={task}", "scale=mini", "seed=0", f"out_dir={data}"])
+        for router in routers:
+            for execution in executions:
                 out = Path(tmp) / f"{router}_{execution}"
                 start = time.perf_counter()
-                run(
+                run_module(
                     [
                         "anira.train",
-                        f"task={args.task}",
+                        f"task={task}",
                         f"router={router}",
                         "seed=0",
                         "scale=mini",
@@ -61,10 +237,9 @@ def main() -> None:
                     ]
                 )
                 seconds = time.perf_counter() - start
-                metrics = [json.loads(line) for line in (out / "metrics.jsonl").open()]
-                last = metrics[-1]
+                last = [json.loads(line) for line in (out / "metrics.jsonl").open()][-1]
                 row = {
-                    "task": args.task,
+                    "task": task,
                     "router": router,
                     "execution": execution,
                     "seconds": seconds,
@@ -75,22 +250,63 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(
-                    f"{args.task:6} {router:7} {execution:7} {seconds:7.1f}s "
+                    f"run {task:6} {router:7} {execution:7} {seconds:7.1f}s "
                     f"{row['steps_per_s']:5.2f} steps/s  acc {row['final_answer_accuracy']:.3f}  "
                     f"depth {row['final_mean_depth']:.2f}",
                     flush=True,
                 )
-    for router in args.routers.split(","):
-        base = next(r for r in rows if r["router"] == router and r["execution"] == "dense")
+    for router in routers:
+        base = next((r for r in rows if r["router"] == router and r["execution"] == "dense"), None)
         for r in rows:
-            if r["router"] == router:
+            if base and r["router"] == router:
                 r["speedup_vs_dense"] = base["seconds"] / r["seconds"]
-    result = {
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sections", default="steps,efficiency", help="steps,efficiency,runs")
+    parser.add_argument("--models", default="mini,paper")
+    parser.add_argument("--paper-batch", type=int, default=MODELS["paper"]["batch"])
+    parser.add_argument("--mean-depth", type=float, default=3.5)
+    parser.add_argument("--efficiency-depths", default="2,3")
+    parser.add_argument("--min-time", type=float, default=2.0, help="seconds per timing")
+    parser.add_argument("--task", default="brevo")
+    parser.add_argument("--routers", default="early,online")
+    parser.add_argument("--executions", default="dense,packed,auto")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/train.json"))
+    args = parser.parse_args()
+    sections = args.sections.split(",")
+    batches = {"mini": MODELS["mini"]["batch"], "paper": args.paper_batch}
+    means = [float(m) for m in args.efficiency_depths.split(",")]
+
+    start = time.perf_counter()
+    result: dict[str, Any] = {
         "machine": machine_info(),
-        "rows": rows,
+        "seq_len": SEQ_LEN,
+        "max_depth": MAX_DEPTH,
+        "slot_attention_limit": packed_module.SLOT_ATTENTION_LIMIT,
     }
+    models = args.models.split(",")
+    if "steps" in sections:
+        result["steps"] = [
+            row
+            for name in models
+            for row in step_rows(name, batches[name], args.mean_depth, args.min_time)
+        ]
+    if "efficiency" in sections:
+        result["efficiency"] = [
+            row
+            for name in models
+            for row in efficiency_rows(name, batches[name], means, args.min_time)
+        ]
+    if "runs" in sections:
+        result["runs"] = training_runs(
+            args.task, args.routers.split(","), args.executions.split(",")
+        )
+    result["seconds"] = time.perf_counter() - start
     atomic_write_json(Path(args.out), result)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} in {result['seconds']:.0f}s")
 
 
 if __name__ == "__main__":

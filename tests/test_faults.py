@@ -75,6 +75,7 @@ def one_error_line(result, *fragments):
         ("scale.train.min_lr_ratio=2", "scale.train.min_lr_ratio must be a number in [0, 1]"),
         ("scale.model.n_heads=3", "n_heads=3 must divide d_model=32"),
         ("scale.model.execution=fast", "scale.model.execution must be one of dense"),
+        ("scale.model.compile=1", "scale.model.compile must be true or false, got 1"),
         ("router.gamma=-1", "router.gamma must be a number in [0, inf]"),
         ("++task.scales.mini.curriculum=1.5", "task.scales.mini.curriculum must be a number"),
         ("+task.scales.mini.training={stesp: 3}", "unknown training settings ['stesp']"),

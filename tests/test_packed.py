@@ -5,12 +5,14 @@ Every comparison prints its max absolute difference (``pytest -s`` shows them)."
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from anira.model import AniraModel, ModelConfig
+from anira.model import packed as packed_module
 from anira.model.packed import MEASURED_CROSSOVER, measured_crossover
 
 V = 19
@@ -18,8 +20,17 @@ TOL = 2e-5
 
 
 def pair(router: str, **kw) -> tuple[AniraModel, AniraModel]:
-    """The same weights under dense and packed execution."""
-    cfg = dict(vocab_size=V, max_seq_len=40, d_model=32, n_heads=4, max_depth=5, router=router)
+    """The same weights under dense and packed execution. The estimator is rescale_final: with
+    the default unroll, a training forward of a router runs densely on both."""
+    cfg = dict(
+        vocab_size=V,
+        max_seq_len=40,
+        d_model=32,
+        n_heads=4,
+        max_depth=5,
+        router=router,
+        estimator="rescale_final",
+    )
     torch.manual_seed(0)
     dense = AniraModel(ModelConfig(**(cfg | kw | {"execution": "dense"})))
     # Spread the router's decisions so both paths see many depths.
@@ -128,6 +139,18 @@ def test_active_only_view_packed_equals_dense_and_differs_from_frozen():
     with torch.no_grad():
         a, b = frozen(tokens, depth=depth), dense(tokens, depth=depth)
     assert not torch.allclose(a.logits, b.logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("view", ["frozen", "active_only"])
+@pytest.mark.parametrize("limit", [0.0, math.inf])
+def test_slot_and_dense_layout_attention_both_equal_dense(monkeypatch, view, limit):
+    """Active queries attend in the dense layout (limit 0) or in slots (limit ∞) alike."""
+    monkeypatch.setattr(packed_module, "SLOT_ATTENTION_LIMIT", limit)
+    dense, packed = pair("online", halted_view=view)
+    tokens, answer = ragged_batch(5, lengths=(30, 12, 30, 5, 21, 2))
+    depth = torch.randint(1, 6, tokens.shape, generator=torch.Generator().manual_seed(6))
+    diffs = max_diffs(dense, packed, tokens, answer, depth)
+    assert max(diffs.values()) < TOL, diffs
 
 
 def test_visible_keys_matches_brute_force():

@@ -42,6 +42,13 @@ def number(
     return float(value)
 
 
+def flag(value: Any, key: str) -> bool:
+    """``value`` as a bool; 1, "yes" or "true" (strings) are errors, not silently truthy."""
+    if not isinstance(value, bool):
+        raise AniraInputError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
 def choice(value: Any, key: str, options: Sequence[str]) -> str:
     if value not in options:
         raise AniraInputError(f"{key} must be one of {', '.join(options)}; got {value!r}")
@@ -169,6 +176,8 @@ class RunSpec:
                 ),
                 estimator=choice(router.get("estimator", "unroll"), "router.estimator", ESTIMATORS),
                 execution=choice(shape["execution"], "scale.model.execution", EXECUTIONS),
+                # absent in configs saved before the switch existed: eager, as they ran
+                compile=flag(shape.get("compile", False), "scale.model.compile"),
             )
         except AssertionError as err:  # ModelConfig's own checks, for anything not named above
             raise AniraInputError(f"invalid model settings: {err}") from err

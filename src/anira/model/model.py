@@ -43,17 +43,23 @@ Notable features:
   put back with ``torch.where``); ``packed`` runs only the active token-steps
   (``anira.model.packed``); ``auto`` picks per iteration by the measured crossover in active
   fraction.
+- Compiled execution (``ModelConfig.compile``): the core step's two attention-free halves
+  (``CoreSteps``: input mix + q/k/v, and output projection + MLP), which the dense, unroll and
+  packed steps share, run under ``torch.compile``; eager when compilation is unavailable or fails.
 - bf16 autocast is safe: router logits, softmaxes, log-probabilities, q and the KL are float32.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 PAD_ID = 0  # the vocabulary puts <pad> at id 0 (anira.data.Vocabulary)
 ROUTERS = ("fixed", "early", "online")
@@ -82,6 +88,7 @@ class ModelConfig:
     router_hidden_ratio: int = 3  # heads LN→Linear(d,3d)→GELU→Linear: ≈8% of params (paper)
     rope_base: float = 10000.0  # RoPE frequency base
     packed_crossover: float | None = None  # auto: packed below this active fraction; None: measured
+    compile: bool = False  # torch.compile the core steps; off: on a CPU it rarely repays (scales)
 
     def __post_init__(self) -> None:
         assert self.router in ROUTERS, f"router must be one of {ROUTERS}, got {self.router!r}"
@@ -183,11 +190,65 @@ class CoreBlock(nn.Module):
     def inject(self, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         return self.adapter(torch.cat((s, e.to(s.dtype)), dim=-1))
 
+    def mix(self, s: torch.Tensor, e: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """The layer input x = adapter([s; e]) of rows s and its q, k, v: (x, q, k, v)."""
+        x = self.inject(s, e)
+        return (x, *self.layer.project(x, cos, sin))
+
     def forward(self, s, e, cos, sin) -> torch.Tensor:
         return self.layer(self.inject(s, e), cos, sin)
 
     def matmul_params(self) -> int:
         return self.adapter.weight.numel() + self.layer.matmul_params()
+
+
+CORE_HALVES = {
+    "mix": lambda core, s, e, cos, sin: core.mix(s, e, cos, sin),
+    "finish": lambda core, x, y: core.layer.finish(x, y),
+}
+
+
+class CoreSteps:
+    """The core step's halves around attention, ``mix`` (adapter, norm, q/k/v, RoPE) and
+    ``finish`` (output projection, residual, MLP), eager or under ``torch.compile`` (inductor,
+    dynamic shapes: batch, length and packed row counts vary from step to step). Attention stays
+    outside: dense, packed and decoding attend differently, and SDPA is one fused kernel already.
+
+    Compilation happens at the first call; if ``torch.compile`` is missing or fails (no C++
+    compiler, an unsupported Python, an op inductor cannot lower), one log line says so and every
+    later call runs eager. A failure while compiling a backward graph (at the first
+    ``backward()``) is not caught: it happens outside these calls."""
+
+    def __init__(self, core: CoreBlock, compile: bool) -> None:
+        self.core = core
+        self.compiled: dict | None = None
+        if compile:
+            try:
+                self.compiled = {
+                    name: torch.compile(fn, dynamic=True) for name, fn in CORE_HALVES.items()
+                }
+            except Exception as err:  # torch.compile itself refuses (e.g. unsupported Python)
+                self.fall_back(err)
+
+    def fall_back(self, err: Exception) -> None:
+        log.warning("torch.compile unavailable, running eager: %s", " ".join(str(err).split()))
+        self.compiled = None
+
+    def call(self, name: str, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled[name](self.core, *args)
+            except Exception as err:  # compilation runs (and fails) at the first call
+                self.fall_back(err)
+        return CORE_HALVES[name](self.core, *args)
+
+    def mix(self, s, e, cos, sin):
+        """(x, q, k, v) of ``CoreBlock.mix``."""
+        return self.call("mix", s, e, cos, sin)
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The layer output from its input x [..., d] and attention output y [..., H, hd]."""
+        return self.call("finish", x, y)
 
 
 def decision_head(cfg: ModelConfig, n_out: int) -> nn.Sequential:
@@ -446,6 +507,7 @@ class DenseExecutor:
 
     def __init__(self, model: AniraModel, e, cos, sin, view: str) -> None:
         self.core, self.e, self.cos, self.sin = model.core, e, cos, sin
+        self.steps = model.core_steps
         self.active_only = view == "active_only"
 
     def step(self, s: torch.Tensor, depth: torch.Tensor, r: int) -> torch.Tensor:
@@ -463,13 +525,12 @@ class DenseExecutor:
     def candidate(self, s: torch.Tensor, active: torch.Tensor):
         """core(s) for every token (``active`` only shapes the ``active_only`` mask), and the
         keys/values [B, T, H, hd] of s that it attended to."""
-        x = self.core.inject(s, self.e)
-        q, k, v = self.core.layer.project(x, self.cos, self.sin)
+        x, q, k, v = self.steps.mix(s, self.e, self.cos, self.sin)
         mask = None
         if self.active_only:
             B, T = active.shape
             mask = visible_keys(torch.arange(T, device=s.device).expand(B, T), T, active)
-        new = self.core.layer.finish(x, self.core.layer.attend(q, k, v, mask))
+        new = self.steps.finish(x, self.core.layer.attend(q, k, v, mask))
         return new.to(s.dtype), k, v
 
     def map_active(self, fn, s, active, prev):
@@ -487,6 +548,7 @@ class AniraModel(nn.Module):
         self.norm = nn.LayerNorm(cfg.d_model)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.router = ROUTER_CLASSES[cfg.router](cfg)
+        self.core_steps = CoreSteps(self.core, cfg.compile)
         cos, sin = rope_tables(cfg.max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)

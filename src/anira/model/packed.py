@@ -18,7 +18,9 @@ What a halted token shows to attention (``ModelConfig.halted_view``):
 Attention of a ragged set of active queries: the active queries of each sequence are packed left
 into a [R, Q_max] slot tensor (R = sequences with an active token, Q_max = most active tokens in
 one sequence), with a mask that lets slot (b, i) at position t see keys 0..t of sequence b. Cost
-is R·Q_max·T, against B·T·T dense.
+is R·Q_max·T, against B·T·T/2 for causal attention in the dense layout (which skips the keys after
+each query, a mask cannot). So when the slots hold more than ``SLOT_ATTENTION_LIMIT`` of the B·T
+positions, the active queries attend in the dense layout instead (the others' outputs unused).
 
 ``execution = auto`` runs each iteration densely when the active fraction exceeds the crossover
 measured for the step's work B·T·d_model² on the device type it runs on (``MEASURED_CROSSOVER``;
@@ -65,6 +67,13 @@ MEASURED_CROSSOVER = {
 }
 
 
+# Largest share R·Q_max / (B·T) of the positions the query slots may take before attention runs in
+# the dense causal layout instead: past ½ the slots cost more attention than causal dense does, and
+# on the CPU's SDPA kernels the masked slot attention is also slower per score. Measured:
+# benchmarks/bench_train.py, section "efficiency" (benchmarks/results/train.json).
+SLOT_ATTENTION_LIMIT = 0.5
+
+
 def measured_crossover(work: int, backward: bool, device: str) -> float:
     """The crossover measured on ``device`` (a device type) for a core step of work
     B·T·d_model²; 0.0 (always dense) on a device type never measured. Example: mini model on the
@@ -93,6 +102,7 @@ class PackedExecutor(DenseExecutor):
             self.crossover = measured_crossover(work, torch.is_grad_enabled(), e.device.type)
         self.k: torch.Tensor | None = None  # [B·T, H, hd] keys of every position, current or frozen
         self.v: torch.Tensor | None = None
+        self.slot_limit = SLOT_ATTENTION_LIMIT
 
     def step(self, s: torch.Tensor, depth: torch.Tensor, r: int) -> torch.Tensor:
         active = depth >= r
@@ -104,40 +114,50 @@ class PackedExecutor(DenseExecutor):
 
     def packed_step(self, s, depth, active, r) -> torch.Tensor:
         B, T = self.B, self.T
-        layer = self.core.layer
         s_flat = s.flatten(0, 1)
         # Tokens whose keys/values change: the active ones and (frozen view) those that just halted.
         needs_kv = active if self.active_only or self.k is None else depth >= r - 1
         idx_kv = needs_kv.flatten().nonzero().squeeze(1)
         pos_kv = idx_kv % T
-        x = self.core.inject(s_flat[idx_kv], self.e_flat[idx_kv])
-        q, k, v = layer.project(x, self.cos[pos_kv], self.sin[pos_kv])
+        x, q, k, v = self.steps.mix(
+            s_flat[idx_kv], self.e_flat[idx_kv], self.cos[pos_kv], self.sin[pos_kv]
+        )
         if self.k is None:
             self.k = k.new_zeros((B * T, *k.shape[1:]))
             self.v = v.new_zeros((B * T, *v.shape[1:]))
         self.k = self.k.to(k.dtype).index_copy(0, idx_kv, k)
         self.v = self.v.to(v.dtype).index_copy(0, idx_kv, v)
 
-        # Active queries, packed left per sequence into [R, Q_max] slots, R = sequences with any.
         sel = active.flatten()[idx_kv].nonzero().squeeze(1)
-        idx, q, x = idx_kv[sel], q[sel], x[sel]
+        idx, x = idx_kv[sel], x[sel]
+        new = self.steps.finish(x, self.attend_active(q[sel], idx, active))
+        return s_flat.index_copy(0, idx, new.to(s.dtype)).view_as(s)
+
+    def attend_active(self, q: torch.Tensor, idx: torch.Tensor, active: torch.Tensor):
+        """Attention outputs [N, H, hd] of the active queries q [N, H, hd] at flat positions idx
+        (sorted) over the key/value cache: in [R, Q_max] slots, or in the dense layout when the
+        slots would hold more than ``slot_limit`` of the B·T positions."""
+        B, T = self.B, self.T
+        layer, view = self.core.layer, active if self.active_only else None
+        keys, values = self.k.view(B, T, *q.shape[1:]), self.v.view(B, T, *q.shape[1:])
         row, col = idx // T, idx % T
         counts = torch.bincount(row, minlength=B)
-        rank = torch.arange(len(idx), device=idx.device) - (counts.cumsum(0) - counts)[row]
-        keys, values = self.k.view(B, T, *k.shape[1:]), self.v.view(B, T, *v.shape[1:])
         present = counts > 0
-        if not bool(present.all()):
+        n_rows, q_max = int(present.sum()), int(counts.max())
+        if n_rows * q_max > self.slot_limit * B * T:
+            queries = q.new_zeros((B * T, *q.shape[1:])).index_copy(0, idx, q)
+            query_pos = torch.arange(T, device=idx.device).expand(B, T)
+            mask = None if view is None else visible_keys(query_pos, T, view)
+            return layer.attend(queries.view_as(keys), keys, values, mask).flatten(0, 1)[idx]
+        rank = torch.arange(len(idx), device=idx.device) - (counts.cumsum(0) - counts)[row]
+        if n_rows < B:
             rows = present.nonzero().squeeze(1)
-            keys, values, active, counts = keys[rows], values[rows], active[rows], counts[rows]
+            keys, values, view = keys[rows], values[rows], None if view is None else view[rows]
             row = (present.cumsum(0) - 1)[row]
-        q_max = int(counts.max())
-        slots = q.new_zeros((len(counts), q_max, *q.shape[1:])).index_put((row, rank), q)
-        slot_pos = torch.zeros((len(counts), q_max), dtype=torch.long, device=idx.device)
+        slots = q.new_zeros((n_rows, q_max, *q.shape[1:])).index_put((row, rank), q)
+        slot_pos = torch.zeros((n_rows, q_max), dtype=torch.long, device=idx.device)
         slot_pos = slot_pos.index_put((row, rank), col)
-        mask = visible_keys(slot_pos, T, active if self.active_only else None)
-        y = layer.attend(slots, keys, values, mask)[row, rank]
-        new = layer.finish(x, y)
-        return s_flat.index_copy(0, idx, new.to(s.dtype)).view_as(s)
+        return layer.attend(slots, keys, values, visible_keys(slot_pos, T, view))[row, rank]
 
     def map_active(self, fn, s: torch.Tensor, active: torch.Tensor, prev: torch.Tensor):
         """``torch.where(active, fn(s), prev)`` evaluating fn on the active rows only."""
