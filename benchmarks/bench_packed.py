@@ -65,18 +65,19 @@ PASSES = ("forward", "forward_backward")
 DEFAULT_TRAIN_DEPTHS = {6: (3.3, 3.65)}
 
 
-def timed(fns, min_time: float, min_reps: int) -> list[float]:
+def timed(fns, min_time: float, min_reps: int, clock=time.perf_counter) -> list[float]:
     """Median seconds of each function in ``fns``, called round-robin (so that a slow spell of
     the machine hits all of them alike) after one warm-up call each, ≥ min_reps rounds and
-    ≥ min_time seconds in all."""
+    ≥ min_time seconds in all. ``clock``: wall time, or ``time.process_time`` (this process's
+    CPU time: with one thread, immune to other processes sharing the cores)."""
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
     while len(times[0]) < min_reps or sum(map(sum, times)) < min_time:
         for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
+            start = clock()
             fn()
-            bucket.append(time.perf_counter() - start)
+            bucket.append(clock() - start)
     return [statistics.median(bucket) for bucket in times]
 
 

@@ -1,7 +1,7 @@
 """Training speed: a training step eager vs compiled, dense unroll vs packed; the packed core's
 efficiency against its limit; and (optionally) whole training runs.
 
-    python benchmarks/bench_train.py [--sections steps,efficiency] [--models mini,paper]
+    python benchmarks/bench_train.py [--sections efficiency,steps] [--models mini,paper]
                                      [--paper-batch 128] [--min-time 2] [--out FILE]
     python benchmarks/bench_train.py --sections runs [--task brevo] [--routers early,online]
                                      [--executions dense,packed,auto]
@@ -10,16 +10,18 @@ Synthetic tokens (sequences of 40, vocabulary 64), D = 6, the early router, forc
 (``model(tokens, depth=…)``) with mean ``--mean-depth`` (3.5: the trained mini BREVO models'
 answers run 3.3–3.65), so that only the execution varies. Models: the scales' shapes
 (config/scale/mini.yaml: d_model 64, 4 heads, batch 64; config/scale/paper.yaml: d_model 384,
-6 heads, batch 128, ``--paper-batch`` to shrink it). Times are medians of round-robin rounds
-(``bench_packed.timed``), so a busy spell of the shared machine slows every variant alike; ratios
-are taken within one run.
+6 heads, batch 128, ``--paper-batch`` to shrink it), one thread. Times are CPU time (user +
+system) of this process and its finished children (``cpu_seconds``: inductor compiles in this
+process and runs the C++ compiler as children), not wall time: on a shared machine other processes
+stretch wall time, not the CPU time of a one-thread process. Medians of round-robin rounds
+(``bench_packed.timed``); ratios are taken within one run.
 
 - ``steps``: tokens/s of a full training step (forward, loss, backward, AdamW) for each model,
   path and compile setting: ``unroll`` (the paper's estimator: the dense unroll, every token runs
   all D iterations) and ``packed`` (the ``rescale_final`` estimator with ``execution=packed``: the
   executed depths only); eager and ``model.compile``. ``first_step_s`` is the first step's time
-  (compilation included); ``compile_s`` = compiled minus eager first step; ``break_even_steps``
-  = compile_s ÷ the time a compiled step saves (None when it saves none), against the scale's
+  (compilation included); ``compile_s`` = compiled minus eager first step; ``break_even_steps`` =
+  compile_s ÷ the time a compiled step saves (None when it saves none), against the scale's
   ``scale_steps``.
 - ``efficiency``: the core iterations alone (from a fixed prelude output), forward + backward as
   in training, at the training batch and mean depths ``--efficiency-depths`` (≤ D/2): the packed
@@ -32,7 +34,10 @@ are taken within one run.
   dataset (generated once, seed 0) for every router and execution, one after the other: wall time
   (process start to exit), steps/s, final logged accuracy and mean depth, speed-up over dense.
 
-Results go to ``benchmarks/results/train.json`` with the machine they were measured on.
+Results go to ``benchmarks/results/train.json`` with the machine they were measured on, written
+after each model (a long run keeps what it has measured). The committed numbers come from two
+runs on the shared CPU: ``--sections efficiency`` (train.json; its paper rows did not finish) and
+``--sections steps --paper-batch 8 --min-time 0.3 --out benchmarks/results/train_steps.json``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -48,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch._functorch.config
+import torch._inductor.config
 from bench_packed import depths, timed
 
 from anira.io import atomic_write_json, machine_info
@@ -95,10 +103,16 @@ def train_step(model: AniraModel, tokens: torch.Tensor, depth: torch.Tensor):
     return run
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have finished."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 def first_call_seconds(fn) -> float:
-    start = time.perf_counter()
+    start = cpu_seconds()
     fn()
-    return time.perf_counter() - start
+    return cpu_seconds() - start
 
 
 def step_rows(name: str, batch: int, mean_depth: float, min_time: float) -> list[dict[str, Any]]:
@@ -111,7 +125,8 @@ def step_rows(name: str, batch: int, mean_depth: float, min_time: float) -> list
             run = train_step(build(name, estimator, execution, compiled), tokens, depth)
             first[path, compiled] = first_call_seconds(run)
             runs[path, compiled] = run
-    seconds = dict(zip(runs, timed(list(runs.values()), min_time, 3), strict=True))
+    times = timed(list(runs.values()), min_time, 3, cpu_seconds)
+    seconds = dict(zip(runs, times, strict=True))
     rows = []
     for (path, compiled), t in seconds.items():
         row = {
@@ -191,7 +206,8 @@ def efficiency_rows(name: str, batch: int, means: list[float], min_time: float) 
             core_runner(model, tokens, full if execution == "dense" else depth, execution, slots)
             for model, execution, slots in variants.values()
         ]
-        ms = dict(zip(variants, (1e3 * t for t in timed(runs, min_time, 3)), strict=True))
+        times = timed(runs, min_time, 3, cpu_seconds)
+        ms = dict(zip(variants, (1e3 * t for t in times), strict=True))
         actual = depth.float().mean().item()
         limit = MAX_DEPTH / actual  # the core's speed-up if its time were ∝ token-steps
         row = {"model": name, "batch": batch, "mean_depth": round(actual, 3), "limit": limit}
@@ -265,7 +281,7 @@ def training_runs(task: str, routers: list[str], executions: list[str]) -> list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sections", default="steps,efficiency", help="steps,efficiency,runs")
+    parser.add_argument("--sections", default="efficiency,steps", help="efficiency,steps,runs")
     parser.add_argument("--models", default="mini,paper")
     parser.add_argument("--paper-batch", type=int, default=MODELS["paper"]["batch"])
     parser.add_argument("--mean-depth", type=float, default=3.5)
@@ -276,6 +292,12 @@ def main() -> None:
     parser.add_argument("--executions", default="dense,packed,auto")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/train.json"))
     args = parser.parse_args()
+    torch.set_num_threads(1)  # process CPU time then measures the work, whatever else runs
+    # Cold compilation, as a fresh machine pays it (inductor's on-disk caches would let a second
+    # process compiling the same graphs skip most of it), in this process (so it is CPU-timed).
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
+    torch._inductor.config.compile_threads = 1
     sections = args.sections.split(",")
     batches = {"mini": MODELS["mini"]["batch"], "paper": args.paper_batch}
     means = [float(m) for m in args.efficiency_depths.split(",")]
@@ -288,18 +310,16 @@ def main() -> None:
         "slot_attention_limit": packed_module.SLOT_ATTENTION_LIMIT,
     }
     models = args.models.split(",")
-    if "steps" in sections:
-        result["steps"] = [
-            row
-            for name in models
-            for row in step_rows(name, batches[name], args.mean_depth, args.min_time)
-        ]
-    if "efficiency" in sections:
-        result["efficiency"] = [
-            row
-            for name in models
-            for row in efficiency_rows(name, batches[name], means, args.min_time)
-        ]
+    measurements = {
+        "efficiency": lambda name: efficiency_rows(name, batches[name], means, args.min_time),
+        "steps": lambda name: step_rows(name, batches[name], args.mean_depth, args.min_time),
+    }
+    for section, rows_of in measurements.items():
+        if section in sections:
+            for name in models:  # written after each model: a long run keeps what it measured
+                result.setdefault(section, []).extend(rows_of(name))
+                result["seconds"] = time.perf_counter() - start
+                atomic_write_json(Path(args.out), result)
     if "runs" in sections:
         result["runs"] = training_runs(
             args.task, args.routers.split(","), args.executions.split(",")
