@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 
 from anira.model.model import PAD_ID, AniraModel, visible_keys
-from anira.model.packed import PackedExecutor
+from anira.model.packed import PackedExecutor, pack_left
 
 
 class IncrementalDecoder:
@@ -138,13 +138,8 @@ class IncrementalDecoder:
             slots, slot_pos = q.unsqueeze(1), q_pos.unsqueeze(1)
         else:  # a prefill chunk: active queries packed left per example, [R, Q_max] slots
             counts = torch.bincount(q_rows, minlength=self.rows)
-            rank = torch.arange(len(idx), device=idx.device) - (counts.cumsum(0) - counts)[q_rows]
-            present = (counts > 0).nonzero().squeeze(1)
-            slot_row = (counts > 0).cumsum(0)[q_rows] - 1
-            shape = (len(present), int(counts.max()))
-            slots = q.new_zeros((*shape, *q.shape[1:])).index_put((slot_row, rank), q)
-            slot_pos = torch.zeros(shape, dtype=torch.long, device=idx.device)
-            slot_pos = slot_pos.index_put((slot_row, rank), q_pos)
+            slots, slot_pos, present, slot_row, rank = pack_left(q, q_rows, q_pos, counts)
+            present = present.nonzero().squeeze(1)
         if len(present) == self.rows:
             keys, values = keys[r - 1, :, :span], values[r - 1, :, :span]
         else:

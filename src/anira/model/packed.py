@@ -74,6 +74,21 @@ MEASURED_CROSSOVER = {
 SLOT_ATTENTION_LIMIT = 0.5
 
 
+def pack_left(q: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, counts: torch.Tensor):
+    """The queries q [N, H, hd] of sequences ``rows`` [N] (sorted; ``counts`` [B] queries per
+    sequence) at ``positions`` [N], packed left per sequence into slots [R, Q_max, H, hd], R = the
+    sequences with a query. Returns the slots, their positions [R, Q_max], the mask [B] of the R
+    sequences, and each query's slot (row [N], rank [N]). Example: rows (0, 0, 2), positions
+    (1, 4, 3) → R = 2 slot rows, positions ((1, 4), (3, 0)), the query of sequence 2 at (1, 0)."""
+    present = counts > 0
+    rank = torch.arange(len(rows), device=rows.device) - (counts.cumsum(0) - counts)[rows]
+    slot_row = present.cumsum(0)[rows] - 1
+    shape = (int(present.sum()), int(counts.max()))
+    slots = q.new_zeros((*shape, *q.shape[1:])).index_put((slot_row, rank), q)
+    slot_pos = torch.zeros(shape, dtype=torch.long, device=rows.device)
+    return slots, slot_pos.index_put((slot_row, rank), positions), present, slot_row, rank
+
+
 def measured_crossover(work: int, backward: bool, device: str) -> float:
     """The crossover measured on ``device`` (a device type) for a core step of work
     B·T·d_model²; 0.0 (always dense) on a device type never measured. Example: mini model on the
@@ -142,21 +157,16 @@ class PackedExecutor(DenseExecutor):
         keys, values = self.k.view(B, T, *q.shape[1:]), self.v.view(B, T, *q.shape[1:])
         row, col = idx // T, idx % T
         counts = torch.bincount(row, minlength=B)
-        present = counts > 0
-        n_rows, q_max = int(present.sum()), int(counts.max())
-        if n_rows * q_max > self.slot_limit * B * T:
+        n_rows = int((counts > 0).sum())
+        if n_rows * int(counts.max()) > self.slot_limit * B * T:
             queries = q.new_zeros((B * T, *q.shape[1:])).index_copy(0, idx, q)
             query_pos = torch.arange(T, device=idx.device).expand(B, T)
             mask = None if view is None else visible_keys(query_pos, T, view)
             return layer.attend(queries.view_as(keys), keys, values, mask).flatten(0, 1)[idx]
-        rank = torch.arange(len(idx), device=idx.device) - (counts.cumsum(0) - counts)[row]
+        slots, slot_pos, present, row, rank = pack_left(q, row, col, counts)
         if n_rows < B:
-            rows = present.nonzero().squeeze(1)
-            keys, values, view = keys[rows], values[rows], None if view is None else view[rows]
-            row = (present.cumsum(0) - 1)[row]
-        slots = q.new_zeros((n_rows, q_max, *q.shape[1:])).index_put((row, rank), q)
-        slot_pos = torch.zeros((n_rows, q_max), dtype=torch.long, device=idx.device)
-        slot_pos = slot_pos.index_put((row, rank), col)
+            keys, values = keys[present], values[present]
+            view = None if view is None else view[present]
         return layer.attend(slots, keys, values, visible_keys(slot_pos, T, view))[row, rank]
 
     def map_active(self, fn, s: torch.Tensor, active: torch.Tensor, prev: torch.Tensor):
