@@ -155,3 +155,11 @@ def test_depth_precondition_is_the_fixed_minus_depth_one_difference_per_task():
     without = card(generalization(accuracy), alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)))
     precondition = without[without.index.str.startswith("precondition")]
     assert precondition["holds"].eq("not testable").all() and len(precondition) == 1
+
+
+def test_val_rows_never_enter_a_finding():
+    general = generalization(paper_like)
+    val = general[general["split"] == "test"].assign(split="val", accuracy=0.0, mean_depth=100.0)
+    tables = (alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)))
+    with_val = card(pd.concat([general, val]), *tables)
+    pd.testing.assert_frame_equal(with_val, card(general, *tables))

@@ -43,6 +43,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from anira.analysis.records import run_cli, write_table
 from anira.io import AniraInputError, atomic_write_text
+from anira.layout import REPORTED_SPLITS
 
 COLUMNS = ["finding", "paper", "ours", "ci_low", "ci_high", "scale", "holds", "test", "source"]
 ADAPTIVE = ("early", "online")
@@ -182,9 +183,8 @@ def mano_rows(general: pd.DataFrame, seed: int, n_boot: int = 2000) -> list[dict
 
 def depth_size_row(general: pd.DataFrame) -> dict:
     finding = "more depth allocated to larger inputs"
-    adaptive = general[general["router"].isin(ADAPTIVE) & (general["split"] != "train")].dropna(
-        subset=["mean_depth"]
-    )
+    reported = general["split"].isin(REPORTED_SPLITS)  # val only chooses settings
+    adaptive = general[general["router"].isin(ADAPTIVE) & reported].dropna(subset=["mean_depth"])
     if adaptive["size"].nunique() < 2:
         return untestable(
             finding, None, "no adaptive router or a single size", "generalization.csv"
