@@ -49,6 +49,10 @@ def fake_records(task: str, router: str, seed: int, n_per_size: int = 6, max_dep
                 else:
                     depth = np.clip(1 + height + rng.integers(-1, 2, len(height)), 1, max_depth)
                 expected = depth + rng.uniform(-0.5, 0.5, len(depth))
+                # The other pairing: the depth spent at position t itself, reading token t (here
+                # the next position's, as in the records), which tracks height less closely.
+                depth_at_t = np.roll(depth, -1)
+                expected_at_t = np.roll(expected, -1)
                 correct_tokens = rng.random(len(depth)) < 0.8
                 for position in range(n_prompt + n_answer):
                     is_answer = position >= n_prompt
@@ -66,6 +70,8 @@ def fake_records(task: str, router: str, seed: int, n_per_size: int = 6, max_dep
                             "correct": bool(correct_tokens[position]),
                             "executed_depth": int(depth[position]),
                             "expected_depth": float(expected[position]),
+                            "executed_depth_at_t": int(depth_at_t[position]),
+                            "expected_depth_at_t": float(expected_at_t[position]),
                             "f_height": float(height[position]) if is_answer else None,
                             "f_graph_size": float(size) if is_answer else None,
                         }
@@ -170,11 +176,12 @@ def test_alignment_estimates_and_counts_match_scipy(eval_dirs):
     answers = tokens[tokens["is_answer"]]
     for (router, split), group in answers.groupby(["router", "split"]):
         for feature in ("height", "graph_size"):
-            for depth, column in (("executed", "executed_depth"), ("expected", "expected_depth")):
+            for (pairing, depth), column in DEPTHS.items():
                 rows = table[
                     (table["router"] == router)
                     & (table["split"] == split)
                     & (table["feature"] == feature)
+                    & (table["pairing"] == pairing)
                     & (table["depth"] == depth)
                 ].set_index("method")
                 x, y = group[f"f_{feature}"].to_numpy(float), group[column].to_numpy(float)
@@ -196,7 +203,9 @@ def test_alignment_estimates_and_counts_match_scipy(eval_dirs):
                     low, high = rows.loc[method, ["ci_low", "ci_high"]]
                     assert low <= rows.loc[method, "estimate"] <= high
     early = table[(table["router"] == "early") & (table["feature"] == "height")]
-    assert (early["estimate"] > 0.5).all()  # the synthetic depth tracks height
+    # The synthetic depth tracks height at t − 1; the depth at t is another token's.
+    assert (early[early["pairing"] == "t-1"]["estimate"] > 0.5).all()
+    assert (early[early["pairing"] == "t"]["estimate"].abs() < 0.5).all()
 
 
 def clustered_tokens(n_examples: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -220,6 +229,8 @@ def clustered_tokens(n_examples: int = 50, seed: int = 0) -> pd.DataFrame:
                     "is_answer": True,
                     "executed_depth": int(depth),
                     "expected_depth": float(3.5 + depth_effect + 0.2 * rng.normal()),
+                    "executed_depth_at_t": int(depth),
+                    "expected_depth_at_t": float(3.5 + depth_effect + 0.2 * rng.normal()),
                     "f_height": float(np.rint(2.0 * effect + 0.3 * rng.normal())),
                 }
             )
@@ -230,18 +241,19 @@ STATISTICS = {"spearman": stats.spearmanr, "pearson": stats.pearsonr}
 
 
 def resampled_statistics(tokens: pd.DataFrame, n_boot: int, seed: int, unit: str) -> dict:
-    """(depth kind, method) → the statistic over a plain loop of resamples of whole ``unit``s:
-    draw as many units as there are, with replacement, concatenate all their tokens, call scipy."""
+    """(pairing, depth kind, method) → the statistic over a plain loop of resamples of whole
+    ``unit``s: draw as many units as there are, with replacement, concatenate their tokens, call
+    scipy."""
     rng = np.random.default_rng(seed)
     members = list(tokens.groupby(unit).indices.values())
     x = tokens["f_height"].to_numpy()
-    values = {(kind, method): [] for kind in DEPTHS for method in STATISTICS}
+    values = {(*kind, method): [] for kind in DEPTHS for method in STATISTICS}
     for _ in range(n_boot):
         sample = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
         for kind, column in DEPTHS.items():
             y = tokens[column].to_numpy()[sample]
             for method, statistic in STATISTICS.items():
-                values[(kind, method)].append(statistic(x[sample], y).statistic)
+                values[(*kind, method)].append(statistic(x[sample], y).statistic)
     return values
 
 
@@ -255,7 +267,8 @@ def test_bootstrap_interval_matches_a_resample_examples_loop():
         tokens.assign(token_id=np.arange(len(tokens))), 300, seed=2, unit="token_id"
     )
     for ci in (0.5, 0.95):
-        table = alignment_table(tokens, n_boot=2000, ci=ci, seed=0).set_index(["depth", "method"])
+        table = alignment_table(tokens, n_boot=2000, ci=ci, seed=0)
+        table = table.set_index(["pairing", "depth", "method"])
         for key, values in reference.items():
             row = table.loc[key]
             assert row["ci_level"] == ci

@@ -147,11 +147,17 @@ def test_file_size_limit_is_one_line_naming_the_file_and_leaves_nothing_half_wri
     tiny_dataset, tmp_path
 ):
     """``ulimit -f`` (the process's file-size limit) stands in for a full disk: the first
-    checkpoint exceeds it."""
+    checkpoint exceeds it (BREVO's weights at step 2 for the training dynamics, then last.pt)."""
     out = tmp_path / "out"
     result = anira("train", train_args(tiny_dataset["brevo"], out), limit_bytes=20_000)
+    one_error_line(result, f"cannot write {out / 'dynamics' / 'step0000002.pt'}: File too large")
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+    no_dynamics = train_args(
+        tiny_dataset["brevo"], out, "task.scales.mini.training.dynamics_checkpoints=0"
+    )
+    result = anira("train", no_dynamics, limit_bytes=20_000)
     one_error_line(result, f"cannot write {out / 'last.pt'}: File too large")
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert [p for p in out.rglob("*") if p.is_file()] == []
 
 
 def test_unwritable_out_dir_is_reported_before_training(tiny_dataset, tmp_path):

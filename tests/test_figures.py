@@ -14,18 +14,21 @@ from matplotlib.container import BarContainer
 from anira.analysis.alignment import alignment_curves
 from anira.analysis.decision_timing import decision_timing_table
 from anira.analysis.depth_hist import depth_hist_table
+from anira.analysis.dynamics import dynamics_table
 from anira.analysis.generalization import generalization_table
 from anira.analysis.records import load_records
 from anira.figures import (
     fig_alignment,
     fig_decision_timing,
     fig_depth_hist,
+    fig_dynamics,
     fig_generalization,
     fig_probes,
 )
 from anira.figures.style import apply_style
 from tests.test_analysis import fake_records, write_eval_dir
 from tests.test_decision_timing import synthetic_tokens
+from tests.test_dynamics import planted_records
 from tests.test_probes import probe_table
 
 FIGURES = {
@@ -34,6 +37,7 @@ FIGURES = {
     "fig_depth_hist": "depth_hist.csv",
     "fig_decision_timing": "decision_timing.csv",
     "fig_probes": "probes.csv",
+    "fig_dynamics": "dynamics.csv",
 }
 
 
@@ -60,6 +64,11 @@ def tables(tmp_path_factory) -> Path:
     timing = decision_timing_table({"generated": timing}, timing, n_boot=20)
     timing.to_csv(root / "decision_timing.csv")
     probe_table().to_csv(root / "probes.csv")
+    examples, tokens = planted_records()
+    fixed = {"router": "fixed", "inference_rule": "fixed"}
+    examples = pd.concat([examples, examples.assign(**fixed)], ignore_index=True)
+    tokens = pd.concat([tokens, tokens.assign(**fixed, expected_depth=6.0)], ignore_index=True)
+    dynamics_table(examples, tokens, n_boot=20, ci=0.95, seed=0).to_csv(root / "dynamics.csv")
     return root
 
 
@@ -164,3 +173,17 @@ def test_probe_panels_lines_and_own_halt_markers(tables):
         line for line in ax.get_lines() if line.get_marker() == "D" and len(line.get_xdata())
     ]
     assert len(markers) == 1  # own halting iteration: the early router only, not fixed
+
+
+def test_dynamics_panels_a_line_per_router_and_the_strongest_feature(tables):
+    apply_style()
+    fig = fig_dynamics.draw(pd.read_csv(tables / "dynamics.csv"))
+    accuracy, depth, entropy, alignment = fig.axes
+    assert accuracy.get_title() == "brevo · accuracy (val)"
+    assert accuracy.get_xscale() == "log"
+    for ax in (accuracy, depth, entropy):
+        assert sorted(line.get_label() for line in ax.get_lines()) == ["early", "fixed"]
+        assert all(list(line.get_xdata()) == [10, 30, 100] for line in ax.get_lines())
+    # The fixed router's constant depth has no correlation: only early's strongest feature.
+    assert [line.get_label() for line in alignment.get_lines()] == ["early"]
+    assert [text.get_text() for text in alignment.texts] == ["height"]

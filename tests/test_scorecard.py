@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from anira.analysis import scorecard
+from anira.analysis.dynamics import COLUMNS
 from anira.analysis.scorecard import scorecard_table
 
 SIZES = {"test": [3, 4], "interp": [5], "extrap": [7, 8]}
@@ -39,6 +40,8 @@ def generalization(
 
 
 def alignment(early=0.6, online=0.4):
+    """LANO rows; the pairing with position t (listed first) has the opposite sign, so only the
+    paper-comparison pairing t − 1 gives the planted values."""
     return pd.DataFrame(
         [
             {
@@ -46,12 +49,14 @@ def alignment(early=0.6, online=0.4):
                 "router": router,
                 "split": "test",
                 "feature": "expansion",
+                "pairing": pairing,
                 "depth": "expected",
                 "method": "spearman",
-                "estimate": value,
-                "ci_low": value - 0.1,
-                "ci_high": value + 0.1,
+                "estimate": sign * value,
+                "ci_low": sign * value - 0.1,
+                "ci_high": sign * value + 0.1,
             }
+            for pairing, sign in (("t", -1), ("t-1", 1))
             for router, value in (("early", early), ("online", online))
         ]
     )
@@ -69,6 +74,22 @@ def timing(early_shares, online_shares, n_early=300, n_online=100):
     return pd.DataFrame(rows)
 
 
+def dynamics(rising=True):
+    """Accuracy and the strongest feature's Spearman over three steps, per adaptive router:
+    alignment reaches half its rise at step 30, accuracy at step 100 (or both fade)."""
+    rows = []
+    for router in ("early", "online"):
+        for step, accuracy, rho in ((10, 0.1, 0.1), (30, 0.3, 0.5), (100, 0.8, 0.6)):
+            if not rising:
+                accuracy, rho = 0.9 - accuracy, 0.7 - rho
+            base = {"task": "brevo", "router": router, "step": step}
+            rows.append(base | {"metric": "accuracy", "estimate": accuracy})
+            band = {"ci_low": rho - 0.05, "ci_high": rho + 0.05}
+            spearman = {"metric": "spearman", "feature": "height", "feature_rank": 1}
+            rows.append(base | spearman | {"estimate": rho} | band)
+    return pd.DataFrame(rows)
+
+
 def paper_like(task, router, split):
     if split == "test":
         return 0.9
@@ -77,12 +98,17 @@ def paper_like(task, router, split):
     return {"online": 0.3}.get(router, 0.1) if task == "mano" else 0.2
 
 
-def card(general, align, time_table) -> pd.DataFrame:
-    return scorecard_table(general, align, time_table, "mini").set_index("finding")
+def card(general, align, time_table, dynamics_table) -> pd.DataFrame:
+    return scorecard_table(general, align, time_table, dynamics_table, "mini").set_index("finding")
 
 
 def test_every_finding_holds_on_tables_planted_like_the_paper():
-    table = card(generalization(paper_like), alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)))
+    table = card(
+        generalization(paper_like),
+        alignment(),
+        timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)),
+        dynamics(),
+    )
     assert (table.loc[table["holds"] != "not testable", "holds"] == "yes").all()
     assert table["scale"].eq("mini").all()
     assert table.loc[table.index.str.startswith("GSM"), "holds"].item() == "not testable"
@@ -96,6 +122,10 @@ def test_every_finding_holds_on_tables_planted_like_the_paper():
     sizes = np.array([s for split in SIZES.values() for s in split], dtype=float)
     # Depth rises 0.5 per size unit, so 0.5 · sd(size) per within-task standard deviation.
     assert slope["ours"] == pytest.approx(0.5 * sizes.std(), rel=1e-6)
+    learning = table.loc["training dynamics: depth aligns with BREVO's strongest feature (ANIRA-E)"]
+    assert learning["ours"] == 0.6
+    assert "alignment at step 30, accuracy at step 100" in learning["test"]
+    assert "alignment emerges before accuracy" in learning["test"]
 
 
 def test_findings_flip_when_the_planted_effects_flip():
@@ -108,6 +138,7 @@ def test_findings_flip_when_the_planted_effects_flip():
         generalization(flat, depth_slope=-0.5),
         alignment(early=0.0, online=-0.3),
         timing((0.05, 0.2, 0.75), (0.1, 0.6, 0.3), n_early=50, n_online=80),
+        dynamics(rising=False),
     )
     for finding in table.index:
         if not finding.startswith(("GSM", "precondition")):  # no D' = 1 model: not testable
@@ -121,6 +152,7 @@ def test_missing_tasks_are_not_testable_and_the_cli_writes_markdown(tmp_path):
         ("generalization", general),
         ("alignment", alignment().iloc[:0]),
         ("decision-timing", timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6))),
+        ("dynamics", pd.DataFrame(columns=COLUMNS)),
     ):
         paths[name] = tmp_path / f"{name}.csv"
         frame.to_csv(paths[name], index=False)

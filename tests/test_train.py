@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from anira.io import AniraInputError, verify_manifest
 from anira.spec import RunSpec
-from anira.train import Curriculum, Status, batch_indices, lr_factor, train
+from anira.train import Curriculum, Status, batch_indices, dynamics_steps, lr_factor, train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
 
@@ -114,6 +115,70 @@ def test_interrupted_run_resumes_to_identical_weights(tiny_dataset, tmp_path, cu
     assert (straight / "metrics.jsonl").read_text().count("\n") == 3
     logged = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert [{k: v for k, v in row.items() if k not in timing} for row in logged] == rows_a
+
+
+def test_dynamics_steps_are_log_spaced_from_warmup_to_the_last_step():
+    steps = dynamics_steps(800, 50, 8)
+    assert steps == [50, 74, 110, 164, 244, 362, 538, 800]
+    # Log-spaced: equal ratios of consecutive steps, 16^(1/7) each (up to rounding).
+    ratios = np.diff(np.log(steps))
+    np.testing.assert_allclose(ratios, np.log(16) / 7, atol=0.02)
+    assert dynamics_steps(250_000, 2000, 8)[0] == 2000 and dynamics_steps(250_000, 2000, 8)[-1]
+    assert dynamics_steps(12, 0, 3) == [1, 3, 12]  # no warmup: from step 1
+    assert dynamics_steps(6, 50, 4) == [6]  # warmup past the end: the last step only
+    assert dynamics_steps(800, 50, 0) == []
+
+
+# BREVO sets its own count at mini (a task's adjustment wins over the scale's); warmup 2 of 12
+# steps: steps 2, 4, 7, 12.
+DYNAMICS = ["task.scales.mini.training.dynamics_checkpoints=4"]
+
+
+def test_dynamics_weights_are_those_of_the_run_at_each_step(tiny_dataset, tmp_path):
+    out = tmp_path / "run"
+    train(train_cfg(tiny_dataset["brevo"], out, "early", DYNAMICS))
+    kept = [f"dynamics/step{step:07d}.pt" for step in (2, 4, 7, 12)]
+    verify_manifest(out, ["model.pt", "metrics.jsonl", "config.yaml", *kept])
+    assert sorted(p.name for p in (out / "dynamics").iterdir()) == [Path(k).name for k in kept]
+    final = torch.load(out / "model.pt", weights_only=True)
+    for name in kept:
+        state = torch.load(out / name, weights_only=True)
+        assert state["config"] == final["config"] and "optimizer" not in state
+        step = state["step"]
+        # The same run stopped at that step holds the same weights in its last.pt.
+        stopped = tmp_path / f"stopped{step}"
+        train(
+            train_cfg(
+                tiny_dataset["brevo"], stopped, "early", [*DYNAMICS, f"stop_after_steps={step}"]
+            )
+        )
+        reference = torch.load(
+            stopped / ("model.pt" if step == 12 else "last.pt"), weights_only=True
+        )
+        assert reference["step"] == step
+        for key, tensor in reference["model"].items():
+            assert torch.equal(tensor, state["model"][key]), (step, key)
+
+
+def test_resume_keeps_the_dynamics_weights_and_a_fresh_start_drops_stale_ones(
+    tiny_dataset, tmp_path
+):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(train_cfg(tiny_dataset["brevo"], straight, "online", DYNAMICS))
+    train(train_cfg(tiny_dataset["brevo"], resumed, "online", [*DYNAMICS, "stop_after_steps=5"]))
+    assert sorted(p.name for p in (resumed / "dynamics").iterdir()) == [
+        "step0000002.pt",
+        "step0000004.pt",
+    ]
+    train(train_cfg(tiny_dataset["brevo"], resumed, "online", DYNAMICS))
+    for path in sorted((straight / "dynamics").iterdir()):
+        assert (resumed / "dynamics" / path.name).read_bytes() == path.read_bytes(), path.name
+    assert (resumed / "manifest.json").read_bytes() == (straight / "manifest.json").read_bytes()
+    # force=true retrains from step 0 without dynamics weights: none of the old ones stay.
+    no_dynamics = ["task.scales.mini.training.dynamics_checkpoints=0", "force=true"]
+    train(train_cfg(tiny_dataset["brevo"], resumed, "online", no_dynamics))
+    assert not (resumed / "dynamics").exists()
+    verify_manifest(resumed)
 
 
 def test_resume_from_another_configuration_is_refused(tiny_dataset, tmp_path):

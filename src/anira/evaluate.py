@@ -70,10 +70,13 @@ EXTRA_ANSWER_TOKENS = 4  # generation may run this far past the gold answer befo
 
 
 def load_checkpoint(
-    directory: Path, vocab: Vocabulary, rule: str | None
+    directory: Path, vocab: Vocabulary, rule: str | None, name: str = MODEL
 ) -> tuple[AniraModel, dict]:
-    verify_manifest(directory, [MODEL])
-    state = read_state(directory / MODEL)
+    """The model saved as ``name`` in a checkpoint directory (``model.pt``, or the weights at a
+    training-dynamics step), checked against the manifest and the data's vocabulary; ``rule``
+    replaces an online router's inference rule."""
+    verify_manifest(directory, [name])
+    state = read_state(directory / name)
     if state["vocab_hash"] != vocab.hash:
         raise AniraInputError(
             f"checkpoint {directory} was trained on another vocabulary than the data's vocab.json"

@@ -4,7 +4,7 @@ for the Python stages and the Snakemake workflow alike (``workflow/rules/common.
 A study writes under ``<results>/`` (``results/<scale>`` by default)::
 
     data/<task>/                          one dataset (anira.generate)
-    checkpoints/<task>/<router>/seed<N>/  one model (anira.train)
+    checkpoints/<task>/<router>/seed<N>/  one model (anira.train); dynamics/: weights over training
     eval/<task>/<router>/seed<N>/         its evaluation records (anira.evaluate)
     analysis/  logs/
 
@@ -39,9 +39,17 @@ RESUME_MANIFEST = "last.json"
 METRICS = "metrics.jsonl"
 RUN_CONFIG = "config.yaml"
 CHECKPOINT_FILES = (MODEL, METRICS, RUN_CONFIG)
+# The weights at the training-dynamics steps (``scale.train.dynamics_checkpoints``), one file per
+# step under this folder of the checkpoint directory, listed in its manifest.
+DYNAMICS_DIR = "dynamics"
 
 # An evaluation directory: per split, one table of each kind.
 RECORD_KINDS = ("tokens", "examples", "generated")
+
+
+def dynamics_file(step: int) -> str:
+    """The weights at training step ``step``, relative to the checkpoint directory."""
+    return f"{DYNAMICS_DIR}/step{step:07d}.pt"
 
 
 def split_file(split: str) -> str:

@@ -78,6 +78,7 @@ class TrainSettings:
     grad_clip: float
     checkpoint_every: int
     log_every: int
+    dynamics_checkpoints: int  # weights kept at this many log-spaced steps (anira.train)
 
     @classmethod
     def resolve(cls, scale_train: Mapping[str, Any], adjust: Mapping[str, Any]) -> TrainSettings:
@@ -106,6 +107,9 @@ class TrainSettings:
             grad_clip=number(merged["grad_clip"], key + "grad_clip", low_open=True),
             checkpoint_every=integer(merged["checkpoint_every"], key + "checkpoint_every", 1),
             log_every=integer(merged["log_every"], key + "log_every", 1),
+            dynamics_checkpoints=integer(
+                merged["dynamics_checkpoints"], key + "dynamics_checkpoints", 0
+            ),
         )
         return dataclasses.replace(settings, steps=max(1, round(settings.steps * factor)))
 

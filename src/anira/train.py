@@ -15,8 +15,11 @@
 - ``last.pt`` is written atomically every ``checkpoint_every`` steps with its checksum in
   ``last.json``; when training ends the outputs ``model.pt``, ``metrics.jsonl`` and
   ``config.yaml`` are written atomically with a checksum ``manifest.json``, and ``last.pt`` is
-  removed. Outputs hold no timing and no machine-local setting, so the same run gives the same
-  bytes; timing goes to the progress lines only.
+  removed. With ``scale.train.dynamics_checkpoints`` = n > 0 the weights at n log-spaced steps
+  (:func:`dynamics_steps`) are kept too, as ``dynamics/step<k>.pt`` (listed in the manifest), for
+  the training-dynamics analysis; a resumed run keeps those written before it stopped. Outputs
+  hold no timing and no machine-local setting, so the same run gives the same bytes; timing goes
+  to the progress lines only.
 - The output directory is probed with a write before the model is built; a failed write (disk
   full, ``ulimit -f``, permissions) is one line naming the file and the cause.
 - A finished training of the same configuration is not redone: the run says so and exits 0;
@@ -29,6 +32,7 @@ import dataclasses
 import enum
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,7 @@ from anira.io import (
 )
 from anira.layout import (
     CHECKPOINT_FILES,
+    DYNAMICS_DIR,
     METRICS,
     MODEL,
     RESUME,
@@ -58,6 +63,7 @@ from anira.layout import (
     RUN_CONFIG,
     SPLITS,
     TRAIN,
+    dynamics_file,
 )
 from anira.model import AniraModel, ModelConfig
 from anira.spec import RunSpec, integer
@@ -110,6 +116,20 @@ class Curriculum:
         return rng.choice(pool, size=min(batch_size, len(pool)), replace=False)
 
 
+def dynamics_steps(total: int, warmup: int, count: int) -> list[int]:
+    """The steps whose weights the training-dynamics analysis reads: ``count`` points log-spaced
+    from the end of warmup (at least step 1) to the last step, rounded, duplicates merged.
+
+    Why from the end of warmup: before it the learning rate is still ramping up, and log spacing
+    from step 1 would spend half the points there (1, 3, 7, 17 of 800 steps at ``mini``).
+    Example: 800 steps, warmup 50, 8 points → 50, 74, 110, 164, 244, 362, 538, 800.
+    """
+    if count == 0:
+        return []
+    first = min(max(warmup, 1), total)
+    return sorted({int(np.rint(step)) for step in np.geomspace(first, total, count)})
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup over ``warmup`` steps, then cosine decay from 1 to ``min_ratio``."""
     if step < warmup:
@@ -157,8 +177,9 @@ def max_sequence_length(data_dir: Path) -> int:
     return max(int(split.max()) for split in lengths if len(split))  # a split may have no sizes
 
 
-def finished_training(out_dir: Path, config: dict[str, Any], force: bool) -> bool:
-    """Whether ``out_dir`` already holds the finished training of ``config``.
+def finished_training(out_dir: Path, config: dict[str, Any], force: bool, files: list[str]) -> bool:
+    """Whether ``out_dir`` already holds the finished training of ``config`` (``files``: what
+    its manifest must list and match).
 
     A finished training of another configuration, or one failing its manifest, is an error
     unless ``force`` (retrain from step 0, discarding ``last.pt``)."""
@@ -171,7 +192,7 @@ def finished_training(out_dir: Path, config: dict[str, Any], force: bool) -> boo
     if not (out_dir / MODEL).exists():
         return False
     try:
-        verify_manifest(out_dir, list(CHECKPOINT_FILES))
+        verify_manifest(out_dir, files)
     except AniraInputError as err:
         raise AniraInputError(f"{err}; pass force=true to retrain") from err
     if comparable(read_state(out_dir / MODEL)["config"]) != config:
@@ -223,6 +244,16 @@ class Run:
             "step": self.step,
             "metrics": self.metrics,
             "meter": self.meter.sums,
+            "config": self.config,
+            "model_config": self.model.cfg.__dict__,
+            "vocab_hash": self.vocab_hash,
+        }
+
+    def weights(self) -> dict[str, Any]:
+        """What a training-dynamics checkpoint holds: ``model.pt`` less the optimizer's state."""
+        return {
+            "model": self.model.state_dict(),
+            "step": self.step,
             "config": self.config,
             "model_config": self.model.cfg.__dict__,
             "vocab_hash": self.vocab_hash,
@@ -299,11 +330,11 @@ def save_resume(run: Run, out_dir: Path) -> None:
     write_manifest(out_dir, [RESUME], RESUME_MANIFEST)
 
 
-def save_outputs(run: Run, out_dir: Path) -> None:
+def save_outputs(run: Run, out_dir: Path, files: list[str]) -> None:
     atomic_write_bytes(out_dir / MODEL, state_bytes(run.state()))
     atomic_write_text(out_dir / METRICS, "".join(json.dumps(r) + "\n" for r in run.metrics))
     atomic_write_text(out_dir / RUN_CONFIG, OmegaConf.to_yaml(run.config))
-    write_manifest(out_dir, list(CHECKPOINT_FILES))
+    write_manifest(out_dir, files)
     for name in (RESUME, RESUME_MANIFEST):
         (out_dir / name).unlink(missing_ok=True)
 
@@ -314,7 +345,10 @@ def train(cfg: DictConfig) -> Status:
     threads = integer(cfg.threads, "threads", 0)
     data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
     config = comparable(OmegaConf.to_container(cfg, resolve=True))
-    if finished_training(out_dir, config, bool(cfg.force)):
+    settings = spec.train
+    kept = dynamics_steps(settings.steps, settings.warmup_steps, settings.dynamics_checkpoints)
+    files = [*CHECKPOINT_FILES, *(dynamics_file(step) for step in kept)]
+    if finished_training(out_dir, config, bool(cfg.force), files):
         print(
             f"{out_dir / MODEL} is already trained with this configuration; nothing to do "
             "(force=true retrains)",
@@ -329,6 +363,8 @@ def train(cfg: DictConfig) -> Status:
     mcfg = spec.model_for(len(vocab.tokens), max_sequence_length(data_dir))
     state = load_resume(out_dir, config)
     ensure_writable(out_dir)
+    if state is None:  # a fresh start: weights kept by an earlier, abandoned run are not ours
+        shutil.rmtree(out_dir / DYNAMICS_DIR, ignore_errors=True)
     curriculum = Curriculum(frame["size"].to_numpy(), spec.curriculum, spec.train.steps)
     device = select_device(cfg.device)
     set_threads(threads)
@@ -351,6 +387,8 @@ def train(cfg: DictConfig) -> Status:
         idx = curriculum.batch(run.step, spec.train.batch_size, spec.seed)
         tokens, answer_mask = (t.to(device) for t in data.batch(idx))
         train_step(run, tokens, answer_mask, spec.train.grad_clip)
+        if run.step in kept:
+            atomic_write_bytes(out_dir / dynamics_file(run.step), state_bytes(run.weights()))
         if run.step % spec.train.log_every == 0 or run.step == total:
             rate = (run.step - first) / (time.perf_counter() - run_start)
             log_window(run, total, time.perf_counter() - window_start, rate)
@@ -364,7 +402,7 @@ def train(cfg: DictConfig) -> Status:
             resume = out_dir / RESUME
             print(f"stopped after {run.step - first} steps; rerun to resume from {resume}")
             return Status.STOPPED
-    save_outputs(run, out_dir)
+    save_outputs(run, out_dir, files)
     elapsed = format_duration(time.perf_counter() - run_start)
     print(f"wrote {out_dir / MODEL} in {elapsed}", flush=True)
     return Status.FINISHED

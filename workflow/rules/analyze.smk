@@ -189,6 +189,7 @@ rule scorecard:
         generalization=rules.generalization.output.table,
         alignment=rules.alignment.output.table,
         decision_timing=rules.decision_timing.output.table,
+        dynamics=rules.dynamics.output.table,
         code="src/anira/analysis/scorecard.py",
     output:
         table=report(
@@ -207,6 +208,7 @@ rule scorecard:
     shell:
         "python -m anira.analysis.scorecard --generalization {input.generalization}"
         " --alignment {input.alignment} --decision-timing {input.decision_timing}"
+        " --dynamics {input.dynamics}"
         " --scale {params.scale} --seed {params.seed} --out {output.table}"
         " --markdown {output.markdown} > {log} 2>&1"
 
@@ -220,4 +222,5 @@ rule analyses:
         rules.decision_timing.output,
         rules.probes.output,
         rules.pareto.output,
+        rules.dynamics.output,
         rules.scorecard.output,

@@ -93,6 +93,17 @@ def study_models():
     return grid
 
 
+def dynamics_models():
+    """(task, router, seed) of the models that keep weights over training, as their spec says."""
+    return [
+        (task, router, seed)
+        for task, router, seed in study_models()
+        if compose_run(
+            task, router, SCALE, seed, overrides_of("train")
+        ).train.dynamics_checkpoints
+    ]
+
+
 wildcard_constraints:
     task="|".join(TASKS),
     router="|".join(ROUTERS + sum(config["task_routers"].values(), [])),
@@ -198,20 +209,21 @@ def checkpoint_files(wildcards):
     return [f"{CKPT_DIR}/{name}".format(**wildcards) for name in CKPT_FILES]
 
 
-def models(pattern):
-    """`pattern` formatted for every model of the study."""
+def models(pattern, grid=None):
+    """`pattern` formatted for every model of the study (or of `grid`, (task, router, seed))."""
     return [
         pattern.format(task=task, router=router, seed=seed)
-        for task, router, seed in study_models()
+        for task, router, seed in (study_models() if grid is None else grid)
     ]
 
 
-def model_options(*patterns):
-    """`--model <pattern>...` for every model of the study (e.g. CKPT_DIR DATA_DIR)."""
+def model_options(*patterns, grid=None):
+    """`--model <pattern>...` for every model of the study (or of `grid`), e.g. CKPT_DIR
+    DATA_DIR."""
     return " ".join(
         "--model "
         + " ".join(p.format(task=task, router=router, seed=seed) for p in patterns)
-        for task, router, seed in study_models()
+        for task, router, seed in (study_models() if grid is None else grid)
     )
 
 

@@ -9,6 +9,7 @@ localrules:
     fig_decision_timing,
     fig_probes,
     fig_pareto,
+    fig_dynamics,
     scorecard,
     figures,
     analyses,
@@ -117,11 +118,29 @@ rule fig_pareto:
         " > {log} 2>&1"
 
 
+rule fig_dynamics:
+    """Accuracy, depth, depth entropy and alignment against the training step, per router."""
+    input:
+        table=rules.dynamics.output.table,
+        code=["src/anira/figures/fig_dynamics.py", FIGURE_STYLE],
+    output:
+        **figure_outputs("fig_dynamics", "Training dynamics"),
+    log:
+        f"{LOG_DIR}/figures/fig_dynamics.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m anira.figures.fig_dynamics {input.table} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
+
+
 rule figures:
     """Target: the figures of the study config (the DVC stage `figures`)."""
     input:
         [
             f"{FIGURES_DIR}/{name}.{ext}"
             for name in config["figures"]
+            if name != "fig_dynamics"
+            or DYNAMICS_MODELS  # no model keeps weights: no figure
             for ext in ("pdf", "png")
         ],

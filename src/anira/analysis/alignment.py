@@ -6,6 +6,12 @@ model ran, ``expected`` = E_q[d] under the router's distribution), the table giv
 
 - ``spearman``: Pearson correlation of the average ranks (ties share their mean rank), and
   ``pearson``: the plain linear correlation, on the tokens where the feature is defined;
+- ``pairing``: which depth token t is paired with. ``t-1`` (the one every other table, the
+  figures and the paper comparison of the scorecard use): the depth of position t − 1, the
+  computation that emitted token t; ``t``: the depth of position t itself, the computation that
+  reads token t (the ``*_depth_at_t`` records). For LANO the two answer different questions — does
+  the model think longer *before* writing a token that opens constituents, or *after* reading it —
+  and the paper does not say which its Table 1 used;
 - ``n_tokens``, ``n_examples``, ``n_seeds``: the population the estimate is computed on;
 - ``ci_low``, ``ci_high``: a percentile bootstrap interval that resamples **examples** (with all
   their tokens), since tokens of one example are not independent.
@@ -16,9 +22,9 @@ and written as empty cells with their ``n``.
 Worked example: depths ``[1, 2, 2, 3]`` against a feature ``[0, 1, 1, 5]`` have ranks
 ``[1, 2.5, 2.5, 4]`` each, so Spearman = 1.0; Pearson = 0.89.
 
-A second table, the *curves*, gives the mean depth for each value of each feature (a feature with
-more than ``--max-bins`` distinct values is cut into that many quantile bins, each placed at the
-mean feature value inside it) — the data of ``fig_alignment``.
+A second table, the *curves*, gives the mean depth (pairing ``t-1``) for each value of each
+feature (a feature with more than ``--max-bins`` distinct values is cut into that many quantile
+bins, each placed at the mean feature value inside it) — the data of ``fig_alignment``.
 
 Usage: ``python -m anira.analysis.alignment --out alignment.csv --curves curves.csv EVAL_DIR...``
 """
@@ -42,10 +48,16 @@ from anira.analysis.records import (
 from anira.io import AniraInputError
 from anira.layout import REPORTED_SPLITS
 
-DEPTHS = {"executed": "executed_depth", "expected": "expected_depth"}
+# (pairing, depth kind) → record column; the pairing is the position whose depth token t gets.
+DEPTHS = {
+    ("t-1", "executed"): "executed_depth",
+    ("t-1", "expected"): "expected_depth",
+    ("t", "executed"): "executed_depth_at_t",
+    ("t", "expected"): "expected_depth_at_t",
+}
 METHODS = ("spearman", "pearson")
 GROUP = ["task", "router", "split"]
-COLUMNS = GROUP + ["seed", "example_id", "is_answer", "executed_depth", "expected_depth", "f_*"]
+COLUMNS = GROUP + ["seed", "example_id", "is_answer", *DEPTHS.values(), "f_*"]
 
 
 def weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -90,7 +102,7 @@ def bootstrap_weights(
         yield counts[example_index].astype(float)
 
 
-def _estimates(x: np.ndarray, depths: dict[str, np.ndarray], weights: np.ndarray) -> np.ndarray:
+def _estimates(x: np.ndarray, depths: dict[tuple, np.ndarray], weights: np.ndarray) -> np.ndarray:
     """[depth kind, method] correlations of feature ``x`` with each depth under ``weights``."""
     x_ranks = weighted_ranks(x, weights)
     out = np.empty((len(depths), len(METHODS)))
@@ -101,9 +113,15 @@ def _estimates(x: np.ndarray, depths: dict[str, np.ndarray], weights: np.ndarray
 
 
 def group_correlations(
-    tokens: pd.DataFrame, features: Sequence[str], n_boot: int, ci: float, seed: int
+    tokens: pd.DataFrame,
+    features: Sequence[str],
+    n_boot: int,
+    ci: float,
+    seed: int,
+    depths: dict[tuple[str, str], str] = DEPTHS,
 ) -> list[dict]:
-    """The correlation rows of one task × router × split (answer tokens only)."""
+    """The correlation rows of one task × router × split (answer tokens only), for each
+    (pairing, depth kind) → column of ``depths``."""
     rows = []
     examples = pd.factorize(pd.MultiIndex.from_frame(tokens[["seed", "example_id"]]))[0]
     for feature in features:
@@ -111,20 +129,20 @@ def group_correlations(
         if not defined.any():
             continue  # a feature of another task
         x = tokens.loc[defined, feature].to_numpy(dtype=float)
-        depths = {k: tokens.loc[defined, c].to_numpy(dtype=float) for k, c in DEPTHS.items()}
+        ys = {k: tokens.loc[defined, c].to_numpy(dtype=float) for k, c in depths.items()}
         example_index = np.unique(examples[defined], return_inverse=True)[1]
-        estimate = _estimates(x, depths, np.ones(len(x)))
+        estimate = _estimates(x, ys, np.ones(len(x)))
         # One RNG stream per feature, so adding a feature never changes another's interval.
         rng = np.random.default_rng([seed, zlib.crc32(feature.encode())])
         weights = bootstrap_weights(example_index, n_boot, rng)
-        reps = np.stack([_estimates(x, depths, w) for w in weights])
+        reps = np.stack([_estimates(x, ys, w) for w in weights])
         base = {
             "feature": feature.removeprefix("f_"),
             "n_tokens": len(x),
             "n_examples": int(example_index.max()) + 1,
             "n_seeds": int(tokens.loc[defined, "seed"].nunique()),
         }
-        for i, kind in enumerate(depths):
+        for i, (pairing, kind) in enumerate(ys):
             for j, method in enumerate(METHODS):
                 finite = reps[:, i, j][np.isfinite(reps[:, i, j])]
                 low = high = np.nan
@@ -133,6 +151,7 @@ def group_correlations(
                 rows.append(
                     base
                     | {
+                        "pairing": pairing,
                         "depth": kind,
                         "method": method,
                         "estimate": float(estimate[i, j]),
@@ -155,7 +174,7 @@ def alignment_table(
     for key, group in answers.groupby(GROUP, sort=True):
         for row in group_correlations(group, features, n_boot, ci, seed):
             rows.append(dict(zip(GROUP, key, strict=True)) | row)
-    columns = GROUP + ["feature", "depth", "method", "estimate", "ci_low", "ci_high"]
+    columns = GROUP + ["feature", "pairing", "depth", "method", "estimate", "ci_low", "ci_high"]
     columns += ["ci_level", "n_bootstrap", "n_tokens", "n_examples", "n_seeds"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -41,7 +41,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from anira.analysis.alignment import bootstrap_weights
-from anira.analysis.records import run_cli, write_table
+from anira.analysis.records import run_cli, sample_examples, write_table
 from anira.batches import PaddedSplit, set_threads
 from anira.data import load_split, load_vocab
 from anira.evaluate import inference_rule, load_checkpoint
@@ -132,10 +132,7 @@ def model_predictions(ckpt: Path, data_dir: Path, args) -> tuple[dict, list[dict
     """Out-of-fold predictions of every feature's probes (and controls) for one model."""
     vocab = load_vocab(data_dir)
     model, state = load_checkpoint(ckpt, vocab, args.inference_rule)
-    frame = load_split(data_dir, args.split)
-    rng = np.random.default_rng(args.seed)
-    if len(frame) > args.max_examples:
-        frame = frame.iloc[np.sort(rng.choice(len(frame), args.max_examples, replace=False))]
+    frame = sample_examples(load_split(data_dir, args.split), args.max_examples, args.seed)
     states, tokens = collect_states(model, frame.reset_index(drop=True))
     run = RunSpec.from_saved(state["config"])
     meta = {

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from anira.io import (
@@ -70,6 +71,15 @@ def _parquet_columns(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
     return list(pq.read_schema(path).names)
+
+
+def sample_examples(frame: pd.DataFrame, max_examples: int, seed: int) -> pd.DataFrame:
+    """At most ``max_examples`` rows of ``frame``, drawn with ``seed`` and kept in their order:
+    the same rows for every model read with the same seed."""
+    if len(frame) <= max_examples:
+        return frame
+    keep = np.random.default_rng(seed).choice(len(frame), max_examples, replace=False)
+    return frame.iloc[np.sort(keep)]
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

@@ -7,7 +7,9 @@ decided it and the table it came from. The criteria are **ours** (the paper stat
 tests):
 
 - LANO Table 1: Spearman of per-token *expected* depth with ``expansion`` on the ``test`` split,
-  0.666 for ANIRA-E and 0.456 for ANIRA-O; holds when our bootstrap interval lies above 0.
+  0.666 for ANIRA-E and 0.456 for ANIRA-O; holds when our bootstrap interval lies above 0. Token t
+  is paired with the depth of position t − 1, the computation that emitted it (``alignment.csv``
+  also has the pairing with position t; the paper does not say which it used).
 - Sharp drop on unseen sizes: accuracy pooled over every task and router, ``test`` minus
   ``interp`` (``extrap``); holds when the Newcombe interval of the difference lies above 0.
 - MANO beyond the training L: every router *fails* (its ``extrap`` accuracy's Wilson upper bound
@@ -24,10 +26,16 @@ tests):
   alignment has nothing to measure. Per task with a fixed-depth D'=1 model: ``test`` accuracy of
   the fixed model at D minus the one at D' = 1; holds when it reaches ``DEPTH_BAR`` (0.20) and its
   Newcombe interval lies above 0.
+- Training dynamics (``dynamics``, BREVO, per adaptive router; the paper says alignment emerges
+  without supervision, not when): the Spearman of expected depth with the router's strongest
+  feature (rank 1 on ``val`` at the last kept step) holds when its interval at the last step
+  excludes 0 and it is stronger than at the first kept step. The test column says when each curve
+  made half its change from the first to the last step (:func:`half_way_step`), alignment and
+  accuracy, hence whether alignment emerged before or after accuracy.
 - GSM-Symbolic: not testable (needs a pretrained recurrent Llama we cannot download).
 
 Usage: ``python -m anira.analysis.scorecard --generalization G.csv --alignment A.csv
---decision-timing T.csv --scale mini --out scorecard.csv --markdown scorecard.md``
+--decision-timing T.csv --dynamics D.csv --scale mini --out scorecard.csv --markdown scorecard.md``
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ def lano_rows(alignment: pd.DataFrame) -> list[dict]:
             & (alignment["router"] == router)
             & (alignment["split"] == "test")
             & (alignment["feature"] == "expansion")
+            & (alignment["pairing"] == "t-1")
             & (alignment["depth"] == "expected")
             & (alignment["method"] == "spearman")
         ]
@@ -286,9 +295,55 @@ def timing_rows(timing: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def scorecard_table(general, alignment, timing, scale: str, seed: int = 0) -> pd.DataFrame:
+def half_way_step(steps: np.ndarray, values: np.ndarray) -> int | None:
+    """The first step at which ``values`` (in step order) made half their rise from the first step
+    to the last; ``None`` when they do not rise."""
+    if not values[-1] > values[0]:
+        return None
+    return int(steps[np.argmax(values >= values[0] + 0.5 * (values[-1] - values[0]))])
+
+
+def dynamics_rows(dynamics: pd.DataFrame) -> list[dict]:
+    src = "dynamics.csv"
+    rows = []
+    for router in ADAPTIVE:
+        name = f"ANIRA-{router[0].upper()}"
+        finding = f"training dynamics: depth aligns with BREVO's strongest feature ({name})"
+        mine = dynamics[(dynamics["task"] == "brevo") & (dynamics["router"] == router)]
+        accuracy = mine[mine["metric"] == "accuracy"].sort_values("step")
+        strongest = mine[(mine["metric"] == "spearman") & (mine["feature_rank"] == 1)]
+        strongest = strongest.sort_values("step")
+        if len(accuracy) < 2 or len(strongest) < 2:
+            reason = f"no BREVO {router} model keeping weights at two or more steps"
+            rows.append(untestable(finding, None, reason, src))
+            continue
+        last = strongest.iloc[-1]
+        sign = 1.0 if last.estimate >= 0 else -1.0  # a negative correlation is alignment too
+        strength = sign * strongest["estimate"].to_numpy()
+        low = min(sign * last.ci_low, sign * last.ci_high)
+        holds = low > 0 and strength[-1] > strength[0]
+        aligned = half_way_step(strongest["step"].to_numpy(), strength)
+        learned = half_way_step(accuracy["step"].to_numpy(), accuracy["estimate"].to_numpy())
+        if aligned is None or learned is None:
+            order = "alignment does not rise" if aligned is None else "accuracy does not rise"
+        else:
+            order = "before" if aligned < learned else "after" if aligned > learned else "with"
+            order = f"alignment emerges {order} accuracy"
+        test = (
+            f"Spearman with {last.feature} at step {int(last.step)}: CI excludes 0 and stronger "
+            f"than at step {int(strongest['step'].iloc[0])} ({strength[0]:+.2f}); half-way: "
+            f"alignment at step {aligned}, accuracy at step {learned}: {order}"
+        )
+        rows.append(row(finding, None, last.estimate, last.ci_low, last.ci_high, holds, test, src))
+    return rows
+
+
+def scorecard_table(
+    general, alignment, timing, dynamics, scale: str, seed: int = 0
+) -> pd.DataFrame:
     rows = lano_rows(alignment) + drop_rows(general) + mano_rows(general, seed)
     rows += [depth_size_row(general)] + timing_rows(timing) + depth_rows(general)
+    rows += dynamics_rows(dynamics)
     rows.append(
         untestable(
             "GSM-Symbolic: adaptive depth keeps accuracy at lower mean depth",
@@ -324,7 +379,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("generalization", "alignment", "decision-timing"):
+    for name in ("generalization", "alignment", "decision-timing", "dynamics"):
         parser.add_argument(f"--{name}", required=True, help=f"{name} CSV table")
     parser.add_argument("--scale", required=True, help="scale the tables were computed at")
     parser.add_argument("--seed", type=int, default=0, help="seed of the parametric bootstrap")
@@ -332,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--markdown", required=True, help="scorecard as a Markdown table")
     args = parser.parse_args(argv)
     tables = []
-    for path in (args.generalization, args.alignment, args.decision_timing):
+    for path in (args.generalization, args.alignment, args.decision_timing, args.dynamics):
         try:
             tables.append(pd.read_csv(path))
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:

@@ -1,0 +1,42 @@
+# Training dynamics: the weights each model keeps at log-spaced steps (scale.train.
+# dynamics_checkpoints, BREVO only at mini), evaluated on a fixed subset of `val`. A study
+# without such models gets an empty table, and no fig_dynamics.
+
+
+DYNAMICS_MODELS = dynamics_models()
+
+
+rule dynamics:
+    """Accuracy, mean depth, depth entropy and alignment of each kept step, against the step."""
+    input:
+        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}", DYNAMICS_MODELS),
+        data=[
+            ancient(path)
+            for path in expand(
+                f"{DATA_DIR}/{MANIFEST}",
+                task=sorted({task for task, _, _ in DYNAMICS_MODELS}),
+            )
+        ],
+        code="src/anira/analysis/dynamics.py",
+    output:
+        table=f"{ANALYSIS_DIR}/dynamics.csv",
+    log:
+        f"{LOG_DIR}/analyze/dynamics.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        models=model_options(CKPT_DIR, DATA_DIR, grid=DYNAMICS_MODELS),
+        max_examples=config["analysis"]["dynamics_examples"],
+        bootstrap=config["analysis"]["bootstrap"],
+        ci=config["analysis"]["ci"],
+        seed=config["analysis"]["seed"],
+    shell:
+        "python -m anira.analysis.dynamics --out {output.table} {params.models} --split val"
+        " --max-examples {params.max_examples} --bootstrap {params.bootstrap} --ci {params.ci}"
+        " --seed {params.seed} --threads {threads} > {log} 2>&1"
