@@ -9,9 +9,15 @@ import pytest
 import torch
 from scipy import stats
 
+from anira.analysis import pareto
 from anira.analysis.pareto import compute_per_token, frontier, pareto_rows
 from anira.data import load_split
+from anira.evaluate import evaluate
+from anira.figures import fig_pareto
+from anira.figures.style import apply_style
 from anira.model import AniraModel, ModelConfig
+from anira.train import train
+from tests.configs import TINY_SCALE, compose_config, tiny_task
 
 
 def test_frontier_interpolates_between_fixed_depth_models():
@@ -34,8 +40,9 @@ def test_frontier_interpolates_between_fixed_depth_models():
 
 def test_rows_pool_seeds_with_wilson_intervals_and_detect_fixed_depth():
     rng = np.random.default_rng(0)
-    examples, tokens = [], []
-    for router, depths in (("fixed", [6]), ("early", [2, 3, 5])):
+    examples = []
+    # A collapsed early router (one depth for every token) is still adaptive, not a frontier point.
+    for router, depths in (("fixed", [6]), ("early", [2, 3, 5]), ("collapsed", [3])):
         for seed in (0, 1):
             correct = rng.random(40) < 0.6
             examples.append(
@@ -43,7 +50,7 @@ def test_rows_pool_seeds_with_wilson_intervals_and_detect_fixed_depth():
                     {
                         "task": "brevo",
                         "router": router,
-                        "inference_rule": "mode" if router == "early" else "fixed",
+                        "inference_rule": "fixed" if router == "fixed" else "mode",
                         "split": "test",
                         "seed": seed,
                         "example_id": [f"e{i}" for i in range(40)],
@@ -52,10 +59,8 @@ def test_rows_pool_seeds_with_wilson_intervals_and_detect_fixed_depth():
                     }
                 )
             )
-            tokens.append(examples[-1][["task", "router", "inference_rule", "split"]])
-            tokens[-1] = tokens[-1].assign(executed_depth=rng.choice(depths, 40))
-    examples, tokens = pd.concat(examples), pd.concat(tokens)
-    rows = pareto_rows(examples, tokens).set_index("router")
+    examples = pd.concat(examples)
+    rows = pareto_rows(examples).set_index("router")
     for router in ("fixed", "early"):
         mine = examples[examples["router"] == router]
         k, n = int(mine["correct"].sum()), len(mine)
@@ -65,8 +70,11 @@ def test_rows_pool_seeds_with_wilson_intervals_and_detect_fixed_depth():
         assert rows.loc[router, "ci_high"] == pytest.approx(reference.high)
         assert rows.loc[router, "token_steps"] == pytest.approx(mine["mean_depth"].mean())
         assert rows.loc[router, "n_seeds"] == 2 and rows.loc[router, "n_examples"] == 80
-    assert rows.loc["fixed", "fixed_depth"] and not rows.loc["early", "fixed_depth"]
-    none_correct = pareto_rows(examples.assign(correct=False), tokens)
+    assert (
+        rows.loc["fixed", "fixed_depth"]
+        and not rows.loc[["early", "collapsed"], "fixed_depth"].any()
+    )
+    none_correct = pareto_rows(examples.assign(correct=False))
     assert (none_correct["ci_low"] == 0).all() and (none_correct["ci_high"] > 0).all()
 
 
@@ -86,3 +94,51 @@ def test_compute_per_token_is_the_models_accounting_over_every_token(router, tin
     heads = {"fixed": 0.0, "early": 1.0}
     if router in heads:
         assert per_token["head_calls_per_token"] == heads[router]
+
+
+def test_both_online_rules_are_points_of_the_frontier(tiny_dataset, tmp_path):
+    """An online model evaluated with its trained median and with mode: two rows of the table,
+    each with the accuracy of its own records and the FLOPs of its own rule, both read against
+    the fixed-depth frontier; the figure draws them as two labelled points."""
+    data = tiny_dataset["brevo"]
+    splits = ["test", "extrap"]
+    models = []
+    for router, rule in (("fixed1", None), ("fixed", None), ("online", None), ("online", "mode")):
+        ckpt = tmp_path / "ckpt" / router
+        if not ckpt.exists():
+            train_overrides = [*tiny_task("brevo"), *TINY_SCALE, f"router={router}", "seed=0"]
+            train(
+                compose_config("train", [*train_overrides, f"data_dir={data}", f"out_dir={ckpt}"])
+            )
+        out = tmp_path / "eval" / f"{router}-{rule}"
+        overrides = [f"checkpoint={ckpt}", f"data_dir={data}", f"out_dir={out}"]
+        overrides += [f"splits=[{','.join(splits)}]", "max_train_examples=0"]
+        if rule is not None:
+            overrides.append(f"inference_rule={rule}")
+        evaluate(compose_config("evaluate", overrides))
+        models.append((ckpt, out))
+    table_path = tmp_path / "pareto.csv"
+    args = ["--out", str(table_path), "--splits", *splits, "--max-examples", "8"]
+    for ckpt, out in models:
+        args += ["--model", str(ckpt), str(data), str(out)]
+    pareto.main(args)
+    table = pd.read_csv(table_path)
+    online = table[table["router"] == "online"].set_index(["inference_rule", "split"])
+    assert sorted(online.index.get_level_values(0).unique()) == ["median", "mode"]
+    for (rule, split), row in online.iterrows():
+        records = pd.read_parquet(
+            models[2 if rule == "median" else 3][1] / f"{split}.examples.parquet"
+        )
+        assert row["accuracy"] == pytest.approx(records["correct"].mean())
+        assert row["token_steps"] == pytest.approx(records["mean_depth"].mean())
+        assert not row["fixed_depth"]
+    # The FLOPs follow each rule: mode and median run different depths on the same examples.
+    assert not np.allclose(
+        online.xs("mode")["core_flops_per_token"], online.xs("median")["core_flops_per_token"]
+    )
+    fixed = table[table["fixed_depth"]]
+    assert set(fixed["router"]) == {"fixed1", "fixed"}
+    apply_style()
+    fig = fig_pareto.draw(table)
+    labels = fig.axes[-1].get_legend().get_texts()
+    assert {"online (median)", "online (mode)"} <= {text.get_text() for text in labels}

@@ -64,6 +64,19 @@ def test_default_dry_run_plans_every_phase():
     tasks = {task for task, _, _ in trained}
     expected = {(task, "fixed1", "0") for task in tasks}
     assert extra == expected | {("brevo", router, "0") for router in FIXED_DEPTHS}
+    # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
+    # evaluated with mode, which the frontier reads beside the trained median.
+    ruled = set(
+        re.findall(r"out_dir=\S+/eval/(\w+)/(\w+)-(\w+)/seed(\d+) inference_rule=(\w+)", out)
+    )
+    online = {(task, router, seed) for task, router, seed in trained if router == "online"}
+    assert ruled == {(task, router, "mode", seed, "mode") for task, router, seed in online}
+    pareto = next(line for line in out.splitlines() if "anira.analysis.pareto" in line)
+    assert all(f"eval/brevo/online-mode/seed{seed}" in pareto for seed in ("0", "1"))
+    # The training dynamics read every BREVO model's kept weights, and no other task's.
+    dynamics = next(line for line in out.splitlines() if "anira.analysis.dynamics" in line)
+    read = set(re.findall(r"--model \S+/checkpoints/(\w+)/(\w+)/seed(\d+) ", dynamics))
+    assert read == {model for model in trained if model[0] == "brevo"} and len(read) == 9
 
 
 def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
@@ -188,14 +201,17 @@ def test_fake_slurm_drives_a_tiny_study_through_the_real_plugin(tmp_path):
     assert (repo / "paper_figures" / "fig_alignment.png").is_file()
 
     jobs = submitted_jobs(state)
-    assert {"generate", "train", "evaluate", "generalization", "alignment"} <= set(jobs)
+    assert {"generate", "train", "evaluate", "generalization", "alignment", "dynamics"} <= set(jobs)
     assert not [rule for rule in jobs if rule.startswith("fig_")], "figures are local rules"
     resources = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     mini = resources["properties"]["resources"]["default"]["mini"]
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())["set-resources"]
+    # Rules that run models take a GPU and the resources of their phase; the dynamics evaluate.
+    phase = {"generate": "generate", "train": "train", "evaluate": "evaluate"}
+    phase |= {"evaluate_rule": "evaluate", "dynamics": "evaluate"}
     for rule, lines in jobs.items():
-        expected = mini[rule if rule in ("generate", "train", "evaluate") else "analyze"]
-        on_gpu = rule in ("train", "evaluate")
+        expected = mini[phase.get(rule, "analyze")]
+        on_gpu = phase.get(rule) in ("train", "evaluate")
         for attempt, line in enumerate(lines, start=1):
             assert option(line, "-A") == "test-account", line
             assert option(line, "-p") == ("test-gpu" if on_gpu else "test-partition"), line

@@ -6,6 +6,7 @@ A study writes under ``<results>/`` (``results/<scale>`` by default)::
     data/<task>/                          one dataset (anira.generate)
     checkpoints/<task>/<router>/seed<N>/  one model (anira.train); dynamics/: weights over training
     eval/<task>/<router>/seed<N>/         its evaluation records (anira.evaluate)
+    eval/<task>/<router>-<rule>/seed<N>/  an online model's under its other inference rule
     analysis/  logs/
 
 Every output directory ends with a ``manifest.json`` holding the SHA-256 of each file above it;
@@ -79,8 +80,10 @@ def checkpoint_dir(results: str, task: str, router: str, seed: int | str) -> str
     return f"{results}/checkpoints/{task}/{router}/seed{seed}"
 
 
-def eval_dir(results: str, task: str, router: str, seed: int | str) -> str:
-    return f"{results}/eval/{task}/{router}/seed{seed}"
+def eval_dir(results: str, task: str, router: str, seed: int | str, rule: str | None = None) -> str:
+    """A model's evaluation; with ``rule``, an online model's under that inference rule instead of
+    the one it was trained with (``eval/<task>/<router>-<rule>/seed<N>``)."""
+    return f"{results}/eval/{task}/{router if rule is None else f'{router}-{rule}'}/seed{seed}"
 
 
 def analysis_dir(results: str) -> str:

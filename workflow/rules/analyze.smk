@@ -158,6 +158,7 @@ rule pareto:
         records=[
             eval_records(kind, ANALYSIS["splits"]) for kind in ("tokens", "examples")
         ],
+        other_rules=[f"{directory}/{MANIFEST}" for directory in RULE_EVAL_DIRS],
         checkpoints=models(f"{CKPT_DIR}/{MANIFEST}"),
         data=[ancient(path) for path in expand(f"{DATA_DIR}/{MANIFEST}", task=TASKS)],
         code="src/anira/analysis/pareto.py",
@@ -175,10 +176,16 @@ rule pareto:
         slurm_partition=slurm_env("cpu"),
     params:
         models=model_options(CKPT_DIR, DATA_DIR, EVAL_DIR),
+        other_rules=" ".join(
+            f"--model {CKPT_DIR} {DATA_DIR} {RULE_EVAL_DIR}".format(
+                task=task, router=router, seed=seed, rule=rule
+            )
+            for task, router, seed, rule in OTHER_RULE_MODELS
+        ),
         splits=ANALYSIS["splits"],
         max_examples=ANALYSIS["probe_max_examples"],
     shell:
-        "python -m anira.analysis.pareto --out {output.table} {params.models}"
+        "python -m anira.analysis.pareto --out {output.table} {params.models} {params.other_rules}"
         " --splits {params.splits} --max-examples {params.max_examples}"
         " --threads {threads} > {log} 2>&1"
 

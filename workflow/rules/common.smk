@@ -15,6 +15,7 @@ from snakemake.exceptions import WorkflowError
 from anira import layout
 from anira.io import AniraInputError, failed_files
 from anira.layout import MANIFEST, SPLITS
+from anira.model.model import ONLINE_RULES
 from anira.spec import compose, compose_run, dataset_files, default_choices
 
 CONDA_ENV = "../envs/anira.yaml"  # relative to the rule files
@@ -102,6 +103,24 @@ def dynamics_models():
             task, router, SCALE, seed, overrides_of("train")
         ).train.dynamics_checkpoints
     ]
+
+
+def other_rule_models():
+    """(task, router, seed, rule) of every online model of a task with a fixed-depth frontier (two
+    or more fixed-depth models), for each inference rule other than its trained one, so that the
+    frontier compares both."""
+    fixed, online = {}, []
+    for task, router, seed in study_models():
+        spec = compose_run(task, router, SCALE, seed, overrides_of("train"))
+        if spec.model.router == "fixed":
+            fixed.setdefault(task, set()).add(router)
+        elif spec.model.router == "online":
+            online += [
+                (task, router, seed, rule)
+                for rule in ONLINE_RULES
+                if rule != spec.model.online_rule
+            ]
+    return [model for model in online if len(fixed.get(model[0], ())) >= 2]
 
 
 wildcard_constraints:

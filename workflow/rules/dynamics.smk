@@ -1,6 +1,7 @@
 # Training dynamics: the weights each model keeps at log-spaced steps (scale.train.
 # dynamics_checkpoints, BREVO only at mini), evaluated on a fixed subset of `val`. A study
-# without such models gets an empty table, and no fig_dynamics.
+# without such models gets an empty table, and no fig_dynamics. It evaluates models, so it runs as
+# an evaluation job does (a GPU under SLURM).
 
 
 DYNAMICS_MODELS = dynamics_models()
@@ -24,12 +25,12 @@ rule dynamics:
         f"{LOG_DIR}/analyze/dynamics.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: threads("evaluate")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
+        mem_mb=mem_mb("evaluate"),
+        runtime=runtime("evaluate"),
         slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        slurm_partition=slurm_env("gpu"),
     params:
         models=model_options(CKPT_DIR, DATA_DIR, grid=DYNAMICS_MODELS),
         max_examples=config["analysis"]["dynamics_examples"],
@@ -39,4 +40,4 @@ rule dynamics:
     shell:
         "python -m anira.analysis.dynamics --out {output.table} {params.models} --split val"
         " --max-examples {params.max_examples} --bootstrap {params.bootstrap} --ci {params.ci}"
-        " --seed {params.seed} --threads {threads} > {log} 2>&1"
+        " --seed {params.seed} --threads {threads} --device auto > {log} 2>&1"

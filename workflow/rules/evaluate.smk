@@ -33,3 +33,8 @@ rule evaluations:
     input:
         rules.models.input,
         [path for name in EVAL_FILES for path in models(f"{EVAL_DIR}/{name}")],
+        [
+            f"{directory}/{name}"
+            for directory in RULE_EVAL_DIRS
+            for name in RULE_EVAL_FILES
+        ],

@@ -8,8 +8,9 @@ One row per task × router × inference rule × split (seeds pooled):
 - from a teacher-forced forward pass over (at most ``--max-examples``) examples of the split,
   ``model.flops`` per sequence token: ``head_calls_per_token`` (decision-head evaluations, counted
   apart as in the paper), ``core_flops_per_token``, ``head_flops_per_token``, ``flops_per_token``;
-- ``fixed_depth``: every answer token ran the same depth (a fixed-depth model, whatever its name),
-  and for the other rows ``frontier_accuracy``, the accuracy of the fixed-depth frontier (linear
+- ``fixed_depth``: a model of the fixed router at any D' (its records' inference rule is
+  ``fixed``; an adaptive router that collapsed to one depth is still adaptive), and for the other
+  rows ``frontier_accuracy``, the accuracy of the fixed-depth frontier (linear
   between the fixed-depth models of the task and split, sorted by compute) at the row's compute,
   with ``above_frontier`` = accuracy − frontier_accuracy (empty outside the frontier's range).
 
@@ -73,7 +74,7 @@ def frontier(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def pareto_rows(examples: pd.DataFrame, answer_depths: pd.DataFrame) -> pd.DataFrame:
+def pareto_rows(examples: pd.DataFrame) -> pd.DataFrame:
     """Accuracy and token-steps per task × router × rule × split from the evaluation records."""
     frame = examples.assign(correct=examples["correct"].astype(float))
     rows = frame.groupby(KEYS, sort=True).agg(
@@ -82,8 +83,7 @@ def pareto_rows(examples: pd.DataFrame, answer_depths: pd.DataFrame) -> pd.DataF
         n_correct=("correct", "sum"),
         token_steps=("mean_depth", "mean"),
     )
-    spread = answer_depths.groupby(KEYS)["executed_depth"].agg(lambda d: d.nunique() == 1)
-    rows["fixed_depth"] = spread.reindex(rows.index).fillna(False).astype(bool)
+    rows["fixed_depth"] = rows.index.get_level_values("inference_rule") == "fixed"
     rows["accuracy"] = rows["n_correct"] / rows["n_examples"]
     low, high = proportion_confint(rows["n_correct"], rows["n_examples"], method="wilson")
     # Wilson bounds at 0 or n correct can miss the estimate by rounding (1e-17 above 0).
@@ -108,10 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     eval_dirs = [evaluation for _, _, evaluation in args.model]
     columns = KEYS + ["seed", "example_id", "correct", "mean_depth"]
     examples = load_records(eval_dirs, "examples", args.splits, columns=columns)
-    tokens = load_records(
-        eval_dirs, "tokens", args.splits, columns=KEYS + ["is_answer", "executed_depth"]
-    )
-    table = pareto_rows(examples, tokens[tokens["is_answer"].astype(bool)])
+    table = pareto_rows(examples)
     compute = {}
     rng = np.random.default_rng(0)
     for index, (ckpt, data_dir, evaluation) in enumerate(args.model, start=1):
