@@ -42,7 +42,8 @@ from anira.batches import select_device, set_threads
 from anira.data import load_split, load_task, load_vocab
 from anira.evaluate import evaluate_split, inference_rule, load_checkpoint
 from anira.io import AniraInputError, read_manifest
-from anira.layout import DYNAMICS_DIR, SPLITS
+from anira.layout import DYNAMICS_DIR, SPLITS, VAL
+from anira.spec import RunSpec
 from anira.train import format_duration
 
 KEYS = ["task", "router", "inference_rule", "step"]
@@ -155,21 +156,16 @@ def evaluate_snapshots(
     frame = frame.reset_index(drop=True)
     for name in snapshot_names(ckpt):
         model, state = load_checkpoint(ckpt, vocab, None, name)
-        config = state["config"]
-        meta = {
-            "task": config["task"]["name"],
-            "router": config["router"]["name"],
-            "seed": int(config["seed"]),
-            "inference_rule": inference_rule(model.cfg),
-        }
-        batch_size = int(config["scale"]["eval"]["batch_size"])
+        run = RunSpec.from_saved(state["config"])
+        meta = {"task": run.task, "router": run.router, "seed": run.seed}
+        meta["inference_rule"] = inference_rule(model.cfg)
         tokens, examples, _ = evaluate_split(
             model.to(device),
             task,
             vocab,
             frame,
             meta,
-            batch_size,
+            run.eval_batch_size,
             device,
             sample_seed=[seed, SPLITS.index(split)],
         )
@@ -187,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar=("CKPT", "DATA"),
         help="a checkpoint directory with dynamics weights and its dataset (none: empty table)",
     )
-    parser.add_argument("--split", default="val", choices=SPLITS, help="split evaluated")
+    parser.add_argument("--split", default=VAL, choices=SPLITS, help="split evaluated")
     parser.add_argument("--max-examples", type=int, default=200, help="examples per model")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--ci", type=float, default=0.95, help="confidence level")
