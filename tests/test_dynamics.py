@@ -138,6 +138,7 @@ def test_cli_evaluates_each_kept_step_like_evaluate(tiny_dataset, tmp_path):
     ckpt = tmp_path / "ckpt"
     overrides = [*tiny_task("brevo"), *TINY_SCALE, "router=early", "seed=0"]
     overrides += ["task.scales.mini.training.dynamics_checkpoints=3"]
+    overrides += ["task.scales.mini.training.steps_factor=1"]  # 12 steps, BREVO's factor aside
     train(compose_config("train", [*overrides, f"data_dir={data}", f"out_dir={ckpt}"]))
     out = tmp_path / "dynamics.csv"
     dynamics.main(["--out", str(out), "--model", str(ckpt), str(data), "--bootstrap", "20"])

@@ -177,6 +177,7 @@ def test_depth_precondition_is_the_fixed_minus_depth_one_difference_per_task():
         generalization(accuracy, routers=routers),
         alignment(),
         timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)),
+        dynamics(),
     )
     brevo = table.loc["precondition: depth changes brevo accuracy (fixed D vs D' = 1)"]
     mano = table.loc["precondition: depth changes mano accuracy (fixed D vs D' = 1)"]
@@ -184,7 +185,9 @@ def test_depth_precondition_is_the_fixed_minus_depth_one_difference_per_task():
     assert brevo["ci_low"] < 0.4 < brevo["ci_high"]
     assert mano["ours"] == pytest.approx(0.05) and mano["holds"] == "no"  # CI > 0, below the bar
     assert mano["ci_low"] > 0
-    without = card(generalization(accuracy), alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)))
+    without = card(
+        generalization(accuracy), alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)), dynamics()
+    )
     precondition = without[without.index.str.startswith("precondition")]
     assert precondition["holds"].eq("not testable").all() and len(precondition) == 1
 

@@ -129,9 +129,12 @@ def test_dynamics_steps_are_log_spaced_from_warmup_to_the_last_step():
     assert dynamics_steps(800, 50, 0) == []
 
 
-# BREVO sets its own count at mini (a task's adjustment wins over the scale's); warmup 2 of 12
-# steps: steps 2, 4, 7, 12.
-DYNAMICS = ["task.scales.mini.training.dynamics_checkpoints=4"]
+# BREVO sets its own count (and a steps factor) at mini: a task's adjustment wins over the
+# scale's. Warmup 2 of 12 steps: steps 2, 4, 7, 12.
+DYNAMICS = [
+    "task.scales.mini.training.dynamics_checkpoints=4",
+    "task.scales.mini.training.steps_factor=1",
+]
 
 
 def test_dynamics_weights_are_those_of_the_run_at_each_step(tiny_dataset, tmp_path):
