@@ -104,6 +104,7 @@ def test_constant_depth_reports_only_population_sizes():
 def test_gold_population_keeps_examples_whose_answer_equals_gold():
     tokens = pd.DataFrame(
         {
+            "task": "brevo",
             "router": "early",
             "split": "test",
             "seed": 0,
@@ -115,6 +116,7 @@ def test_gold_population_keeps_examples_whose_answer_equals_gold():
     )
     examples = pd.DataFrame(
         {
+            "task": "brevo",
             "router": "early",
             "split": "test",
             "seed": 0,
@@ -122,8 +124,18 @@ def test_gold_population_keeps_examples_whose_answer_equals_gold():
             "generated": ["n1 n2", "n4 n3"],
         }
     )
+    # another task of the same study reuses the example ids, with other answers
+    other = {
+        "task": "mano",
+        "token": ["<ans>", "5", "<eos>"] * 2,
+        "is_answer": [False, True, True] * 2,
+    }
+    tokens = pd.concat([tokens, tokens.assign(**other)], ignore_index=True)
+    examples = pd.concat([examples, examples.assign(task="mano", generated=["5 <eos>", "6"])])
     kept = gold_order_population(tokens, examples)
-    assert kept["example_id"].tolist() == ["a", "a"] and kept["token"].tolist() == ["n1", "n2"]
+    assert kept["task"].tolist() == ["brevo", "brevo", "mano", "mano"]
+    assert kept["example_id"].tolist() == ["a", "a", "a", "a"]
+    assert kept["token"].tolist() == ["n1", "n2", "5", "<eos>"]
 
 
 def test_cli_reads_evaluation_records(tmp_path):

@@ -175,10 +175,8 @@ def regression_rows(
 def gold_order_population(tokens: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
     """Answer tokens of the teacher-forced records whose example's generated answer is the gold
     answer token for token (so the gold-order features are those of the emitted order)."""
-    answers = tokens[tokens["is_answer"].astype(bool)].sort_values(
-        ["router", "split", "seed", "example_id", "position"]
-    )
-    keys = ["router", "split", "seed", "example_id"]
+    keys = ["task", "router", "split", "seed", "example_id"]  # example ids repeat across tasks
+    answers = tokens[tokens["is_answer"].astype(bool)].sort_values([*keys, "position"])
     gold = answers.groupby(keys, sort=False)["token"].agg(lambda t: " ".join(map(str, t)))
     emitted = examples.set_index(keys)["generated"]
     same = gold.index[(gold == emitted.reindex(gold.index)).to_numpy()]
