@@ -17,7 +17,9 @@ from anira.train import Curriculum, Status, batch_indices, dynamics_steps, lr_fa
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
 
-def train_cfg(data_dir, out_dir, router="early", extra=()):
+def train_cfg(data_dir, out_dir, router="early", extra=(), own_steps_factor=False):
+    """BREVO at the tiny scale; its own mini steps factor (3) is pinned to 1 unless asked for."""
+    pin = [] if own_steps_factor else ["task.scales.mini.training.steps_factor=1"]
     overrides = [
         *tiny_task("brevo"),
         *TINY_SCALE,
@@ -25,6 +27,7 @@ def train_cfg(data_dir, out_dir, router="early", extra=()):
         "seed=3",
         f"data_dir={data_dir}",
         f"out_dir={out_dir}",
+        *pin,
         *extra,
     ]
     return compose_config("train", overrides)
@@ -61,6 +64,8 @@ def test_task_adjusts_the_training_budget_of_its_scale(tiny_dataset, tmp_path):
     settings = RunSpec.from_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=adjust)).train
     assert (settings.steps, settings.lr, settings.batch_size) == (30, 0.5, 16)  # 12 × 2.5
     assert RunSpec.from_config(train_cfg(tiny_dataset["brevo"], tmp_path)).train.steps == 12
+    own = train_cfg(tiny_dataset["brevo"], tmp_path, own_steps_factor=True)
+    assert RunSpec.from_config(own).train.steps == 36  # BREVO's mini factor 3 × 12
     bad = ["+task.scales.mini.training={steps_factor: 0}"]
     with pytest.raises(AniraInputError, match="steps_factor"):
         RunSpec.from_config(train_cfg(tiny_dataset["brevo"], tmp_path, extra=bad))
