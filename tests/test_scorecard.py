@@ -195,6 +195,6 @@ def test_depth_precondition_is_the_fixed_minus_depth_one_difference_per_task():
 def test_val_rows_never_enter_a_finding():
     general = generalization(paper_like)
     val = general[general["split"] == "test"].assign(split="val", accuracy=0.0, mean_depth=100.0)
-    tables = (alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)))
+    tables = (alignment(), timing((0.3, 0.4, 0.3), (0.1, 0.3, 0.6)), dynamics())
     with_val = card(pd.concat([general, val]), *tables)
     pd.testing.assert_frame_equal(with_val, card(general, *tables))

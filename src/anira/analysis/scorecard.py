@@ -51,7 +51,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from anira.analysis.records import run_cli, write_table
 from anira.io import AniraInputError, atomic_write_text
-from anira.layout import REPORTED_SPLITS
+from anira.layout import EXTRAP, INTERP, REPORTED_SPLITS, TEST
 
 COLUMNS = ["finding", "paper", "ours", "ci_low", "ci_high", "scale", "holds", "test", "source"]
 ADAPTIVE = ("early", "online")
@@ -78,7 +78,7 @@ def lano_rows(alignment: pd.DataFrame) -> list[dict]:
         hit = alignment[
             (alignment["task"] == "lano")
             & (alignment["router"] == router)
-            & (alignment["split"] == "test")
+            & (alignment["split"] == TEST)
             & (alignment["feature"] == "expansion")
             & (alignment["pairing"] == "t-1")
             & (alignment["depth"] == "expected")
@@ -104,9 +104,9 @@ def counts(table: pd.DataFrame) -> tuple[float, float]:
 
 def drop_rows(general: pd.DataFrame) -> list[dict]:
     rows = []
-    for split, name in (("interp", "held-out sizes inside the range"), ("extrap", "larger sizes")):
+    for split, name in ((INTERP, "held-out sizes inside the range"), (EXTRAP, "larger sizes")):
         finding = f"accuracy falls sharply on {name} ({split})"
-        c_test, n_test = counts(general[general["split"] == "test"])
+        c_test, n_test = counts(general[general["split"] == TEST])
         c_split, n_split = counts(general[general["split"] == split])
         if n_split == 0 or n_test == 0:
             rows.append(
@@ -121,7 +121,7 @@ def drop_rows(general: pd.DataFrame) -> list[dict]:
 
 
 def depth_rows(general: pd.DataFrame) -> list[dict]:
-    test = general[general["split"] == "test"]
+    test = general[general["split"] == TEST]
     tasks = sorted(set(test.loc[test["router"] == "fixed1", "task"]))
     tasks = [t for t in tasks if ((test["task"] == t) & (test["router"] == "fixed")).any()]
     if not tasks:
@@ -143,7 +143,7 @@ def depth_rows(general: pd.DataFrame) -> list[dict]:
 
 def retention(general: pd.DataFrame, router: str) -> tuple[float, float, float, float]:
     mine = general[general["router"] == router]
-    return (*counts(mine[mine["split"] == "test"]), *counts(mine[mine["split"] == "extrap"]))
+    return (*counts(mine[mine["split"] == TEST]), *counts(mine[mine["split"] == EXTRAP]))
 
 
 def mano_rows(general: pd.DataFrame, seed: int, n_boot: int = 2000) -> list[dict]:
@@ -151,7 +151,7 @@ def mano_rows(general: pd.DataFrame, seed: int, n_boot: int = 2000) -> list[dict
     routers = sorted(mano["router"].unique())
     fail = "MANO beyond the training L: every model fails"
     gentle = "MANO beyond the training L: ANIRA-O degrades more gently"
-    if mano.empty or not (mano["split"] == "extrap").any() or "online" not in routers:
+    if mano.empty or not (mano["split"] == EXTRAP).any() or "online" not in routers:
         reason = "no MANO extrap split with an online model"
         return [
             untestable(fail, None, reason, "generalization.csv"),
@@ -211,7 +211,7 @@ def depth_size_row(general: pd.DataFrame) -> dict:
 def timing_rows(timing: pd.DataFrame) -> list[dict]:
     src = "decision_timing.csv"
     part = timing[
-        (timing["split"] == "test") & (timing["order"] == "gold") & (timing["depth"] == "expected")
+        (timing["split"] == TEST) & (timing["order"] == "gold") & (timing["depth"] == "expected")
     ]
     lmg = part[part["kind"] == "lmg"].set_index(["router", "term"])
     names = {
