@@ -51,25 +51,33 @@ def run_module(args: list[str]) -> tuple[float, float]:
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
 
 
+def mini_dataset(task: str, out: Path) -> list[str]:
+    """``anira.generate`` arguments of the task's mini dataset (seed 0)."""
+    return ["anira.generate", f"task={task}", "scale=mini", "seed=0", f"out_dir={out}"]
+
+
+def mini_training(task: str, router: str, data: Path, out: Path, *overrides: str) -> list[str]:
+    """``anira.train`` arguments of one mini model (seed 0) on ``data``."""
+    return [
+        "anira.train",
+        f"task={task}",
+        f"router={router}",
+        "seed=0",
+        "scale=mini",
+        f"data_dir={data}",
+        f"out_dir={out}",
+        *overrides,
+    ]
+
+
 def trained_model(work: Path, task: str, router: str) -> tuple[Path, Path, int]:
     """(data dir, checkpoint dir, training steps) of the task's model, made when missing."""
     data, checkpoint = work / "data" / task, work / "ckpt" / task / router
     if not (data / "manifest.json").is_file():
-        run_module(["anira.generate", f"task={task}", "scale=mini", "seed=0", f"out_dir={data}"])
+        run_module(mini_dataset(task, data))
     if not (checkpoint / "model.pt").is_file():
         print(f"training {task}/{router} (mini, one thread) …", flush=True)
-        run_module(
-            [
-                "anira.train",
-                f"task={task}",
-                f"router={router}",
-                "seed=0",
-                "scale=mini",
-                "threads=1",
-                f"data_dir={data}",
-                f"out_dir={checkpoint}",
-            ]
-        )
+        run_module(mini_training(task, router, data, checkpoint, "threads=1"))
     steps = [json.loads(line)["step"] for line in (checkpoint / "metrics.jsonl").open()][-1]
     return data, checkpoint, steps
 

@@ -46,8 +46,6 @@ import argparse
 import dataclasses
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +54,7 @@ from typing import Any
 import torch
 import torch._functorch.config
 import torch._inductor.config
+from bench_evaluate import mini_dataset, mini_training, run_module
 from bench_packed import depths, timed
 
 from anira.io import atomic_write_json, machine_info
@@ -227,32 +226,16 @@ def efficiency_rows(name: str, batch: int, means: list[float], min_time: float) 
     return rows
 
 
-def run_module(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", *args], cwd=ROOT, check=True, capture_output=True)
-
-
 def training_runs(task: str, routers: list[str], executions: list[str]) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        run_module(["anira.generate", f"task={task}", "scale=mini", "seed=0", f"out_dir={data}"])
+        run_module(mini_dataset(task, data))
         for router in routers:
             for execution in executions:
                 out = Path(tmp) / f"{router}_{execution}"
-                start = time.perf_counter()
-                run_module(
-                    [
-                        "anira.train",
-                        f"task={task}",
-                        f"router={router}",
-                        "seed=0",
-                        "scale=mini",
-                        f"data_dir={data}",
-                        f"out_dir={out}",
-                        f"scale.model.execution={execution}",
-                    ]
-                )
-                seconds = time.perf_counter() - start
+                execute = f"scale.model.execution={execution}"
+                _, seconds = run_module(mini_training(task, router, data, out, execute))
                 last = [json.loads(line) for line in (out / "metrics.jsonl").open()][-1]
                 row = {
                     "task": task,
