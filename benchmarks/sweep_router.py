@@ -1,21 +1,28 @@
 """Accuracy and depth of the adaptive routers over a γ × b grid (the router-collapse check).
 
     python benchmarks/sweep_router.py [--task brevo] [--routers early,online]
-                                      [--gammas 0.001,0.01,0.1] [--bases 1,2] [--jobs 2]
-                                      [--data-dir DIR] [--out FILE] [override ...]
+                                      [--gammas 0.001,0.01,0.1] [--bases 1,2]
+                                      [--settings γ:b,…] [--jobs 2] [--data-dir DIR]
+                                      [--keep DIR] [--out FILE] [override ...]
 
 Generates the task's ``mini`` dataset once (seed 0; ``--data-dir`` reuses one), then trains and
 evaluates one model per router × γ × b with the real Hydra apps (``anira.train`` with
 ``router.gamma=… router.prior_base=…``, then ``anira.evaluate``), ``--jobs`` at a time; trailing
-``key=value`` arguments are passed to every training run (e.g. ``scale.train.steps=400``). The
-online router is evaluated with every rule of ``--online-rules`` from the same checkpoint.
+``key=value`` arguments are passed to every training run (e.g. ``scale.train.steps=400``).
+``--settings 0.001:2,0.01:1.2`` sweeps those (γ, b) pairs instead of the ``--gammas`` × ``--bases``
+product. The online router is evaluated with every rule of ``--online-rules`` from the same
+checkpoint. Checkpoints, evaluation records and logs are deleted at the end unless ``--keep DIR``
+names a directory for them (e.g. to run further analyses on the records).
 
 Per run it records exact-match accuracy per split, the mean executed depth of the test answer
-tokens, their depth histogram and the share of the most common depth (``modal_share``: 1.0 means
-the router collapsed to one depth). The setting is chosen as the paper does, on ``val`` only: the
-ANIRA-E run with the best val accuracy (the online runs when no early one was swept); ``test``
-is for reporting. Results go to ``benchmarks/results/router_sweep_<task>.json`` and a table is
-printed. About 2 minutes per BREVO run on the project's 2-core CPU (two at a time).
+tokens, their depth histogram, the share of the most common depth (``modal_share``: 1.0 means
+the router collapsed to one depth) and the three features whose Spearman correlation with the
+expected depth is strongest (test answer tokens, pairing t−1, with 95 % bootstrap intervals from
+``anira.analysis.alignment``; none for a fixed router). The setting is chosen as the paper does,
+on ``val`` only: the ANIRA-E run with the best val accuracy (the online runs when no early one
+was swept); ``test`` is for reporting. Results go to
+``benchmarks/results/router_sweep_<task>.json`` and a table is printed. A BREVO run (2,400 steps)
+takes about 4 to 7 minutes on the project's idle 2-core CPU, two at a time.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from anira.analysis.alignment import COLUMNS as ALIGNMENT_COLUMNS
+from anira.analysis.alignment import alignment_table
+from anira.analysis.records import load_records
 from anira.io import atomic_write_json, machine_info
 from anira.layout import SPLITS, TEST, TRAIN, record_file
 
@@ -52,6 +62,14 @@ def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",")]
 
 
+def settings(text: str) -> list[tuple[float, float]]:
+    """``"γ:b,γ:b"`` → [(γ, b), …]."""
+    pairs = [item.split(":") for item in text.split(",")]
+    if any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected γ:b pairs separated by commas, got {text!r}")
+    return [(float(gamma), float(base)) for gamma, base in pairs]
+
+
 def summarize(eval_dir: Path) -> dict:
     """Exact accuracy per split and the depth distribution of the test answer tokens."""
     row: dict = {}
@@ -68,7 +86,26 @@ def summarize(eval_dir: Path) -> dict:
     row["mean_expected_depth"] = float(answers["expected_depth"].mean())
     row["depth_histogram"] = {int(d): round(float(p), 4) for d, p in histogram.items()}
     row["modal_share"] = float(histogram.max())
+    row["strongest_alignment"] = strongest_alignment(eval_dir)
     return row
+
+
+def strongest_alignment(eval_dir: Path, top: int = 3) -> list[dict]:
+    """The ``top`` features by |Spearman| with expected depth (test answer tokens, pairing t−1)."""
+    tokens = load_records([eval_dir], "tokens", [TEST], columns=ALIGNMENT_COLUMNS)
+    table = alignment_table(tokens)
+    wanted = {"pairing": "t-1", "depth": "expected", "method": "spearman"}
+    chosen = table[(table[list(wanted)] == pd.Series(wanted)).all(axis=1)]
+    chosen = chosen.dropna(subset=["estimate"])
+    strongest = chosen.loc[chosen["estimate"].abs().sort_values(ascending=False).index[:top]]
+    return [
+        {
+            "feature": row.feature,
+            "spearman": round(float(row.estimate), 3),
+            "ci": [round(float(row.ci_low), 3), round(float(row.ci_high), 3)],
+        }
+        for row in strongest.itertuples()
+    ]
 
 
 def choose(rows: list[dict]) -> dict:
@@ -138,20 +175,23 @@ def main() -> None:
     parser.add_argument("--routers", default="early,online")
     parser.add_argument("--gammas", type=floats, default=floats("0.001,0.01,0.1"))
     parser.add_argument("--bases", type=floats, default=floats("1,2"))
+    parser.add_argument("--settings", type=settings, help="γ:b pairs, instead of the product")
     parser.add_argument("--online-rules", default="median,mode")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--data-dir", help="an anira.generate output to reuse (task, scale mini)")
+    parser.add_argument("--keep", help="keep checkpoints, evaluation records and logs here")
     parser.add_argument("--out", help="default: benchmarks/results/router_sweep_<task>.json")
     parser.add_argument("overrides", nargs="*", help="key=value passed to every training run")
     args = parser.parse_args()
     out = Path(args.out or ROOT / f"benchmarks/results/router_sweep_{args.task}.json")
 
-    grid = list(itertools.product(args.routers.split(","), args.gammas, args.bases))
+    pairs = args.settings or list(itertools.product(args.gammas, args.bases))
+    grid = [(router, gamma, base) for router in args.routers.split(",") for gamma, base in pairs]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(args.keep or tmp).resolve()
         logs = work / "logs"
-        logs.mkdir()
+        logs.mkdir(parents=True, exist_ok=True)
         data = Path(args.data_dir) if args.data_dir else work / "data"
         if not args.data_dir:
             generate = ["anira.generate", f"task={args.task}", "scale=mini", "seed=0"]

@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from tests.configs import TINY_SCALE
 
@@ -22,10 +24,10 @@ def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset
         sys.executable,
         str(ROOT / "benchmarks/sweep_router.py"),
         "--routers=online",
-        "--gammas=0.01",
-        "--bases=1,2",
+        "--settings=0.01:1,0.01:2",
         "--jobs=2",
         f"--data-dir={tiny_dataset['brevo']}",
+        f"--keep={tmp_path / 'keep'}",
         f"--out={out}",
         *TINY_SCALE,
     ]
@@ -45,6 +47,13 @@ def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset
         assert row["modal_share"] == pytest.approx(max(histogram.values()), abs=1e-4)
         assert set(map(int, histogram)) <= set(range(1, 7))
         assert all(0.0 <= row[f"accuracy_{s}"] <= 1.0 for s in ("val", "test", "interp", "extrap"))
+        name = f"online_g0.01_b{row['prior_base']:g}_eval_{row['inference_rule']}"
+        got, want = row["strongest_alignment"], strongest_by_scipy(tmp_path / "keep" / name)
+        assert [a["feature"] for a in got] == [w["feature"] for w in want]
+        assert [a["spearman"] for a in got] == pytest.approx(
+            [w["spearman"] for w in want], abs=2e-3
+        )
+        assert all(a["ci"][0] <= a["ci"][1] for a in got)
     best = max(rows, key=lambda r: (r["accuracy_val"], -r["prior_base"]))
     chosen = json.loads(out.read_text())["chosen_on_val"]
     assert (chosen["prior_base"], chosen["accuracy_val"]) == (
@@ -53,10 +62,37 @@ def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset
     )
 
 
-def test_router_sweep_chooses_on_val_among_early_runs():
+def strongest_by_scipy(eval_dir: Path) -> list[dict]:
+    """The three features of largest |Spearman| with expected depth, by scipy."""
+    tokens = pd.read_parquet(eval_dir / "test.tokens.parquet")
+    answers = tokens[tokens["is_answer"]]
+    found = []
+    for feature in [c for c in answers if c.startswith("f_")]:
+        part = answers[answers[feature].notna()]
+        if part["expected_depth"].nunique() > 1 and part[feature].nunique() > 1:
+            rho = spearmanr(part["expected_depth"], part[feature]).statistic
+            found.append((feature.removeprefix("f_"), round(float(rho), 3)))
+    found.sort(key=lambda pair: -abs(pair[1]))
+    assert found, "the tiny online model must give some defined correlation"
+    return [{"feature": name, "spearman": rho} for name, rho in found[:3]]
+
+
+def load_sweep():
     spec = importlib.util.spec_from_file_location("sweep", ROOT / "benchmarks/sweep_router.py")
     sweep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sweep)
+    return sweep
+
+
+def test_router_sweep_settings_are_gamma_base_pairs():
+    sweep = load_sweep()
+    assert sweep.settings("0.001:2,0.01:1.2") == [(0.001, 2.0), (0.01, 1.2)]
+    with pytest.raises(Exception, match="γ:b pairs"):
+        sweep.settings("0.001,2")
+
+
+def test_router_sweep_chooses_on_val_among_early_runs():
+    sweep = load_sweep()
 
     def row(router, gamma, base, val, test):
         return dict(
