@@ -49,21 +49,29 @@ def test_snakefmt_and_lint_are_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-def test_default_dry_run_plans_every_phase():
-    out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall"]).stdout
+@pytest.mark.parametrize(
+    ("study", "brevo_seeds", "brevo_extras"),
+    [
+        ([], {"0"}, {"fixed1"}),
+        (["--configfile", "config/study/full.yaml"], {"0", "1"}, set(FIXED_DEPTHS)),
+    ],
+    ids=["default", "full"],
+)
+def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras):
+    out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall", *study]).stdout
     for rule in ("generate", "train", "evaluate", "alignment", "fig_generalization"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     for rule in ("decision_timing", "probes", "pareto", "scorecard", "fig_pareto"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
-    # task_seeds: a second seed for BREVO only.
+    # task_seeds: the full study's second seed is BREVO's only.
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
-    assert {seed for task, _, seed in trained if task == "brevo"} == {"0", "1"}
+    assert {seed for task, _, seed in trained if task == "brevo"} == brevo_seeds
     assert {seed for task, _, seed in trained if task != "brevo"} == {"0"}
-    # task_routers: D' = 1 for every task, D' = 2, 4 on BREVO only, with the study's one seed.
+    # task_routers: D' = 1 for every task (D' = 2, 4 on BREVO in the full study), one seed.
     extra = {model for model in trained if model[1] in FIXED_DEPTHS}
     tasks = {task for task, _, _ in trained}
     expected = {(task, "fixed1", "0") for task in tasks}
-    assert extra == expected | {("brevo", router, "0") for router in FIXED_DEPTHS}
+    assert extra == expected | {("brevo", router, "0") for router in brevo_extras}
     # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
     # evaluated with mode, which the frontier reads beside the trained median.
     ruled = set(
@@ -72,11 +80,12 @@ def test_default_dry_run_plans_every_phase():
     online = {(task, router, seed) for task, router, seed in trained if router == "online"}
     assert ruled == {(task, router, "mode", seed, "mode") for task, router, seed in online}
     pareto = next(line for line in out.splitlines() if "anira.analysis.pareto" in line)
-    assert all(f"eval/brevo/online-mode/seed{seed}" in pareto for seed in ("0", "1"))
+    assert all(f"eval/brevo/online-mode/seed{seed}" in pareto for seed in brevo_seeds)
     # The training dynamics read every BREVO model's kept weights, and no other task's.
     dynamics = next(line for line in out.splitlines() if "anira.analysis.dynamics" in line)
     read = set(re.findall(r"--model \S+/checkpoints/(\w+)/(\w+)/seed(\d+) ", dynamics))
-    assert read == {model for model in trained if model[0] == "brevo"} and len(read) == 9
+    brevo = {model for model in trained if model[0] == "brevo"}
+    assert read == brevo and len(read) == 3 * len(brevo_seeds) + len(brevo_extras)
 
 
 def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
