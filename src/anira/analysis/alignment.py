@@ -60,15 +60,25 @@ GROUP = ["task", "router", "split"]
 COLUMNS = GROUP + ["seed", "example_id", "is_answer", *DEPTHS.values(), "f_*"]
 
 
-def weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def rank_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """The position of each value among the distinct values, sorted, and how many there are: all
+    that :func:`weighted_ranks` needs of ``values``, so a bootstrap sorts each column once."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    return inverse, len(unique)
+
+
+def weighted_ranks(
+    values: np.ndarray, weights: np.ndarray, codes: tuple[np.ndarray, int] | None = None
+) -> np.ndarray:
     """Average ranks of ``values`` in the sample where value i occurs ``weights[i]`` times.
 
     With unit weights these are the usual ranks (ties get their mean rank), so that the weighted
     correlation of ranks is Spearman's rho; with integer weights they equal the ranks of the sample
     with each value repeated ``weights[i]`` times — a bootstrap resample without copying it.
+    ``codes`` is ``rank_codes(values)`` when already known.
     """
-    unique, inverse = np.unique(values, return_inverse=True)
-    total = np.bincount(inverse, weights=weights, minlength=len(unique))
+    inverse, n_unique = rank_codes(values) if codes is None else codes
+    total = np.bincount(inverse, weights=weights, minlength=n_unique)
     before = np.cumsum(total) - total
     return (before + (total + 1.0) / 2.0)[inverse]
 
@@ -102,12 +112,19 @@ def bootstrap_weights(
         yield counts[example_index].astype(float)
 
 
-def _estimates(x: np.ndarray, depths: dict[tuple, np.ndarray], weights: np.ndarray) -> np.ndarray:
-    """[depth kind, method] correlations of feature ``x`` with each depth under ``weights``."""
-    x_ranks = weighted_ranks(x, weights)
+def _estimates(
+    x: np.ndarray,
+    depths: dict[tuple, np.ndarray],
+    weights: np.ndarray,
+    codes: list[tuple[np.ndarray, int]] | None = None,
+) -> np.ndarray:
+    """[depth kind, method] correlations of feature ``x`` with each depth under ``weights``;
+    ``codes``: the :func:`rank_codes` of ``x`` and then of each depth, when already known."""
+    codes = codes or [rank_codes(values) for values in (x, *depths.values())]
+    x_ranks = weighted_ranks(x, weights, codes[0])
     out = np.empty((len(depths), len(METHODS)))
     for i, y in enumerate(depths.values()):
-        out[i, 0] = weighted_pearson(x_ranks, weighted_ranks(y, weights), weights)
+        out[i, 0] = weighted_pearson(x_ranks, weighted_ranks(y, weights, codes[i + 1]), weights)
         out[i, 1] = weighted_pearson(x, y, weights)
     return out
 
@@ -131,11 +148,12 @@ def group_correlations(
         x = tokens.loc[defined, feature].to_numpy(dtype=float)
         ys = {k: tokens.loc[defined, c].to_numpy(dtype=float) for k, c in depths.items()}
         example_index = np.unique(examples[defined], return_inverse=True)[1]
-        estimate = _estimates(x, ys, np.ones(len(x)))
+        codes = [rank_codes(values) for values in (x, *ys.values())]
+        estimate = _estimates(x, ys, np.ones(len(x)), codes)
         # One RNG stream per feature, so adding a feature never changes another's interval.
         rng = np.random.default_rng([seed, zlib.crc32(feature.encode())])
         weights = bootstrap_weights(example_index, n_boot, rng)
-        reps = np.stack([_estimates(x, ys, w) for w in weights])
+        reps = np.stack([_estimates(x, ys, w, codes) for w in weights])
         base = {
             "feature": feature.removeprefix("f_"),
             "n_tokens": len(x),
