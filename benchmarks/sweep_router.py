@@ -22,7 +22,7 @@ expected depth is strongest (test answer tokens, pairing t−1, with 95 % bootst
 on ``val`` only: the ANIRA-E run with the best val accuracy (the online runs when no early one
 was swept); ``test`` is for reporting. Results go to
 ``benchmarks/results/router_sweep_<task>.json`` and a table is printed. A BREVO run (2,400 steps)
-takes about 4 to 7 minutes on the project's idle 2-core CPU, two at a time.
+takes 2 to 7 minutes on the project's idle 2-core CPU, two at a time (fixed D' = 1 to online).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from anira.analysis.alignment import COLUMNS as ALIGNMENT_COLUMNS
-from anira.analysis.alignment import alignment_table
+from anira.analysis.alignment import DEPTHS, alignment_table
 from anira.analysis.records import load_records
 from anira.io import atomic_write_json, machine_info
 from anira.layout import SPLITS, TEST, TRAIN, record_file
@@ -94,10 +94,9 @@ def summarize(eval_dir: Path) -> dict:
 def strongest_alignment(eval_dir: Path, top: int = 3) -> list[dict]:
     """The ``top`` features by |Spearman| with expected depth (test answer tokens, pairing t−1)."""
     tokens = load_records([eval_dir], "tokens", [TEST], columns=ALIGNMENT_COLUMNS)
-    table = alignment_table(tokens)
-    wanted = {"pairing": "t-1", "depth": "expected", "method": "spearman"}
-    chosen = table[(table[list(wanted)] == pd.Series(wanted)).all(axis=1)]
-    chosen = chosen.dropna(subset=["estimate"])
+    expected = ("t-1", "expected")
+    table = alignment_table(tokens, depths={expected: DEPTHS[expected]})
+    chosen = table[table["method"] == "spearman"].dropna(subset=["estimate"])
     strongest = chosen.loc[chosen["estimate"].abs().sort_values(ascending=False).index[:top]]
     return [
         {

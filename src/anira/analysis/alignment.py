@@ -183,14 +183,19 @@ def group_correlations(
 
 
 def alignment_table(
-    tokens: pd.DataFrame, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+    tokens: pd.DataFrame,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    depths: dict[tuple[str, str], str] = DEPTHS,
 ) -> pd.DataFrame:
-    """Correlation of depth with every feature per task × router × split (answer tokens)."""
+    """Correlation of depth with every feature per task × router × split (answer tokens), for
+    each (pairing, depth kind) of ``depths`` (default: all four)."""
     answers = tokens[tokens["is_answer"].astype(bool)]
     features = feature_columns(answers)
     rows = []
     for key, group in answers.groupby(GROUP, sort=True):
-        for row in group_correlations(group, features, n_boot, ci, seed):
+        for row in group_correlations(group, features, n_boot, ci, seed, depths):
             rows.append(dict(zip(GROUP, key, strict=True)) | row)
     columns = GROUP + ["feature", "pairing", "depth", "method", "estimate", "ci_low", "ci_high"]
     columns += ["ci_level", "n_bootstrap", "n_tokens", "n_examples", "n_seeds"]
