@@ -10,7 +10,8 @@ evaluates one model per router × γ × b with the real Hydra apps (``anira.trai
 ``router.gamma=… router.prior_base=…``, then ``anira.evaluate``), ``--jobs`` at a time; trailing
 ``key=value`` arguments are passed to every training run (e.g. ``scale.train.steps=400``).
 ``--settings 0.001:2,0.01:1.2`` sweeps those (γ, b) pairs instead of the ``--gammas`` × ``--bases``
-product. The online router is evaluated with every rule of ``--online-rules`` from the same
+product; a fixed-depth router (``fixed``, ``fixed<D'>``) is trained once, with γ = 0 and b = 1.
+The online router is evaluated with every rule of ``--online-rules`` from the same
 checkpoint. Checkpoints, evaluation records and logs are deleted at the end unless ``--keep DIR``
 names a directory for them (e.g. to run further analyses on the records).
 
@@ -45,6 +46,7 @@ from anira.analysis.alignment import DEPTHS, alignment_table
 from anira.analysis.records import load_records
 from anira.io import atomic_write_json, machine_info
 from anira.layout import SPLITS, TEST, TRAIN, record_file
+from anira.spec import compose_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_SPLITS = [split for split in SPLITS if split != TRAIN]
@@ -115,6 +117,18 @@ def choose(rows: list[dict]) -> dict:
     best = max(candidates, key=lambda r: (r["accuracy_val"], -r["gamma"], -r["prior_base"]))
     keys = ("router", "gamma", "prior_base", "inference_rule", "accuracy_val", "accuracy_test")
     return {key: best[key] for key in keys}
+
+
+def sweep_grid(
+    task: str, routers: list[str], pairs: list[tuple[float, float]], overrides: list[str]
+) -> list[tuple[str, float, float]]:
+    """(router, γ, b) of every run. A fixed-depth router has no q for γ and b to shape, so it is
+    trained once (γ = 0, b = 1) rather than once per pair."""
+    grid = []
+    for router in routers:
+        fixed = compose_run(task, router, "mini", 0, tuple(overrides)).model.router == "fixed"
+        grid += [(router, gamma, base) for gamma, base in ([(0.0, 1.0)] if fixed else pairs)]
+    return grid
 
 
 def sweep_one(
@@ -190,7 +204,7 @@ def main() -> None:
     threadpool_limits(1)
 
     pairs = args.settings or list(itertools.product(args.gammas, args.bases))
-    grid = [(router, gamma, base) for router in args.routers.split(",") for gamma, base in pairs]
+    grid = sweep_grid(args.task, args.routers.split(","), pairs, args.overrides)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp).resolve()

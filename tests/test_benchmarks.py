@@ -91,6 +91,18 @@ def test_router_sweep_settings_are_gamma_base_pairs():
         sweep.settings("0.001,2")
 
 
+def test_router_sweep_trains_fixed_depth_routers_once():
+    """γ and b shape only an adaptive router's q: a fixed-depth run per pair would be a copy."""
+    pairs = [(0.001, 1.0), (0.01, 2.0)]
+    grid = load_sweep().sweep_grid("brevo", ["fixed", "fixed2", "early", "online"], pairs, [])
+    assert grid == [
+        ("fixed", 0.0, 1.0),
+        ("fixed2", 0.0, 1.0),
+        *[("early", gamma, base) for gamma, base in pairs],
+        *[("online", gamma, base) for gamma, base in pairs],
+    ]
+
+
 def test_router_sweep_chooses_on_val_among_early_runs():
     sweep = load_sweep()
 

@@ -2,6 +2,7 @@
 and the integrity check of finished outputs."""
 
 import copy
+import functools
 import os
 import shlex
 import sys
@@ -94,15 +95,35 @@ def study_models():
     return grid
 
 
+@functools.cache
+def run_spec(task, router, seed):
+    """The resolved spec of a model's training (anira.spec), as its train job will see it."""
+    return compose_run(task, router, SCALE, seed, overrides_of("train"))
+
+
 def dynamics_models():
     """(task, router, seed) of the models that keep weights over training, as their spec says."""
     return [
-        (task, router, seed)
-        for task, router, seed in study_models()
-        if compose_run(
-            task, router, SCALE, seed, overrides_of("train")
-        ).train.dynamics_checkpoints
+        model for model in study_models() if run_spec(*model).train.dynamics_checkpoints
     ]
+
+
+# Scheduling. With more ready jobs than cores Snakemake starts the highest priority first: the
+# longest trainings go first and short jobs fill the cores at the end (longest-processing-time
+# first), instead of a long training running alone at the end of the study.
+def training_cost(task, router, seed):
+    """A training's cost in layer-steps: steps × (core iterations + prelude + coda)."""
+    spec = run_spec(task, router, seed)
+    return spec.train.steps * (spec.model.max_depth + 2)
+
+
+def train_priority(wildcards):
+    return training_cost(wildcards.task, wildcards.router, int(wildcards.seed))
+
+
+def generate_priority(wildcards):
+    """A dataset goes before the trainings it unblocks: the sum of their costs."""
+    return sum(training_cost(*model) for model in study_models() if model[0] == wildcards.task)
 
 
 def other_rule_models():
@@ -111,7 +132,7 @@ def other_rule_models():
     frontier compares both."""
     fixed, online = {}, []
     for task, router, seed in study_models():
-        spec = compose_run(task, router, SCALE, seed, overrides_of("train"))
+        spec = run_spec(task, router, seed)
         if spec.model.router == "fixed":
             fixed.setdefault(task, set()).add(router)
         elif spec.model.router == "online":
@@ -158,8 +179,8 @@ def resolve_study():
         )
         for task in TASKS:
             dataset_files(task, SCALE, config["data_seed"], overrides_of("generate"))
-        for task, router, seed in study_models():
-            compose_run(task, router, SCALE, seed, overrides_of("train"))
+        for model in study_models():
+            run_spec(*model)
     except AniraInputError as err:
         raise WorkflowError(f"invalid study config: {err}") from None
 

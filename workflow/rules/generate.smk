@@ -9,6 +9,7 @@ rule generate:
         f"{LOG_DIR}/generate/{{task}}.log",
     conda:
         CONDA_ENV
+    priority: generate_priority
     threads: threads("generate")
     resources:
         mem_mb=mem_mb("generate"),

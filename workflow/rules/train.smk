@@ -10,6 +10,7 @@ rule train:
         f"{LOG_DIR}/train/{{task}}/{{router}}/seed{{seed}}.log",
     conda:
         CONDA_ENV
+    priority: train_priority
     threads: threads("train")
     resources:
         mem_mb=mem_mb("train"),
