@@ -123,7 +123,9 @@ def train_priority(wildcards):
 
 def generate_priority(wildcards):
     """A dataset goes before the trainings it unblocks: the sum of their costs."""
-    return sum(training_cost(*model) for model in study_models() if model[0] == wildcards.task)
+    return sum(
+        training_cost(*model) for model in study_models() if model[0] == wildcards.task
+    )
 
 
 def other_rule_models():

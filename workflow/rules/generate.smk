@@ -7,9 +7,9 @@ rule generate:
         **files_in(DATA_DIR, DATA_FILES),
     log:
         f"{LOG_DIR}/generate/{{task}}.log",
+    priority: generate_priority
     conda:
         CONDA_ENV
-    priority: generate_priority
     threads: threads("generate")
     resources:
         mem_mb=mem_mb("generate"),

@@ -8,9 +8,9 @@ rule train:
         **files_in(CKPT_DIR, CKPT_FILES),
     log:
         f"{LOG_DIR}/train/{{task}}/{{router}}/seed{{seed}}.log",
+    priority: train_priority
     conda:
         CONDA_ENV
-    priority: train_priority
     threads: threads("train")
     resources:
         mem_mb=mem_mb("train"),
