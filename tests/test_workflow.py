@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from anira.spec import compose_run
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXED_DEPTHS = ("fixed1", "fixed2", "fixed4")
 SLURM_ENV = {"ANIRA_SLURM_ACCOUNT": "test-account", "ANIRA_SLURM_PARTITION": "test-partition"}
@@ -86,6 +88,26 @@ def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras):
     read = set(re.findall(r"--model \S+/checkpoints/(\w+)/(\w+)/seed(\d+) ", dynamics))
     brevo = {model for model in trained if model[0] == "brevo"}
     assert read == brevo and len(read) == 3 * len(brevo_seeds) + len(brevo_extras)
+    # Longest first: a training's priority is its layer-steps, a dataset's the sum of its task's.
+    trainings = job_priorities(out, "train")
+    assert len(trainings) == len(trained)
+    for (task, router, seed), priority in trainings.items():
+        spec = compose_run(task, router, "mini", int(seed), ())
+        assert priority == spec.train.steps * (spec.model.max_depth + 2)
+    for (task,), priority in job_priorities(out, "generate").items():
+        own = [p for (name, _, _), p in trainings.items() if name == task]
+        assert priority == sum(own) > max(own)
+
+
+def job_priorities(dry_run: str, rule: str) -> dict[tuple[str, ...], float]:
+    """{wildcard values: priority} of the jobs of `rule` in a dry run's output."""
+    jobs = {}
+    for block in dry_run.split("\n\n"):
+        if re.search(rf"^(local)?rule {rule}:", block, re.MULTILINE):
+            wildcards = re.search(r"wildcards: (.*)", block).group(1)
+            values = tuple(item.split("=")[1] for item in wildcards.split(", "))
+            jobs[values] = float(re.search(r"priority: (\S+)", block).group(1))
+    return jobs
 
 
 def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
