@@ -172,13 +172,15 @@ def score_rows(parts: list[dict], n_boot: int, ci: float, seed: int) -> list[dic
     """Rows of one task × router × feature: pooled over the seeds in ``parts``."""
     y = np.concatenate([p["labels"] for p in parts])
     examples = np.concatenate([[f"{p['seed']}/{e}" for e in p["examples"]] for p in parts])
-    example_index = pd.factorize(examples)[0]
+    example_index, uniques = pd.factorize(examples)
+    seeds = [name.split("/", 1)[0] for name in uniques]
     depth = np.concatenate([p["depth"] for p in parts])
     binary = is_binary(y)
     readouts = [("iteration", r) for r in range(parts[0]["feature_pred"].shape[0])]
     if parts[0]["adaptive"]:
         readouts.append(("own_halt", np.nan))
-    boot = np.stack(list(bootstrap_weights(example_index, n_boot, np.random.default_rng(seed))))
+    rng = np.random.default_rng(seed)
+    boot = np.stack(list(bootstrap_weights(example_index, n_boot, rng, seeds)))
     scores = {}
     for labels in ("feature", "control"):
         target = y if labels == "feature" else np.concatenate([p["control_labels"] for p in parts])
