@@ -163,6 +163,11 @@ def verdict(
     return dict(zip(COLUMNS, values, strict=True))
 
 
+def above_zero(finding, task, router, estimate: Estimate, test, source, gates) -> dict:
+    """A row that holds when the interval of ``estimate`` lies above 0."""
+    return verdict(finding, task, router, None, estimate, estimate.low > 0, test, source, gates)
+
+
 def untestable(finding: str, task: str, router: str, paper, reason: str, source: str) -> dict:
     return verdict(finding, task, router, paper, None, False, reason, source)
 
@@ -405,17 +410,7 @@ def drop_rows(study: Study) -> list[dict]:
             )
             test = f"accuracy predicted by the {reference} − {split} accuracy; holds if CI > 0"
             family.append(
-                verdict(
-                    f"{finding}: {task}",
-                    task,
-                    router,
-                    None,
-                    est,
-                    est.low > 0,
-                    test,
-                    src,
-                    study.gates(task),
-                )
+                above_zero(f"{finding}: {task}", task, router, est, test, src, study.gates(task))
             )
         if not family:
             rows.append(
@@ -536,19 +531,8 @@ def depth_size_rows(study: Study) -> list[dict]:
             [f.params["z"] for f in fits], lambda f=fits[0]: tuple(f.conf_int().loc["z"])
         )
         test = "WLS slope of mean executed depth on within-task z(size); holds if CI > 0"
-        rows.append(
-            verdict(
-                f"{finding}: {task}",
-                task,
-                router,
-                None,
-                est,
-                est.low > 0,
-                test,
-                src,
-                study.gates(task, router),
-            )
-        )
+        gates = study.gates(task, router)
+        rows.append(above_zero(f"{finding}: {task}", task, router, est, test, src, gates))
     if not rows:
         return [untestable(finding, "all", "all", None, "no adaptive router or a single size", src)]
     return rows + [summary(rows, finding, "holds on a majority of task × router rows", majority)]
