@@ -16,7 +16,9 @@ and the table gives, per task × router × inference rule × step, seeds pooled 
 - ``spearman``: Spearman correlation of expected depth E_q[d] with each task feature, computed by
   the alignment table's code (:func:`anira.analysis.alignment.group_correlations`), with its
   bootstrap interval. ``feature_rank`` orders a router's features by |Spearman| at the last step
-  (1 = the task's strongest feature for that router, chosen on ``val``, never on ``test``).
+  (1 = the task's strongest feature for that router, on ``val``): the figure draws it, but the
+  scorecard reads a feature fixed in advance, since a feature picked for its strength on these
+  very numbers would pass a test on them almost automatically.
 
 ``fraction`` is the step over the model's last step. A constant depth (a fixed router) has no
 correlation: empty estimate, no rank.
