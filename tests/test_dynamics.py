@@ -134,7 +134,7 @@ def test_half_way_step_and_the_scorecard_row():
     early = next(r for name, r in rows.items() if "ANIRA-E" in name)
     online = next(r for name, r in rows.items() if "ANIRA-O" in name)
     assert early["holds"] == "not testable" and early["n_seeds"] == 2
-    assert "n seeds = 2 < 3 (would hold on this seed)" in early["test"]
+    assert "n seeds = 2 < 3 (would hold on these seeds)" in early["test"]
     assert "height (fixed in advance)" in early["test"]
     last = table[(table["metric"] == "spearman") & (table["feature"] == "height")]
     assert early["ours"] == pytest.approx(last.sort_values("step")["estimate"].iloc[-1])

@@ -155,7 +155,7 @@ def verdict(
     elif estimate.n_seeds < MIN_SEEDS:
         holds = "not testable"
         lean = "would hold" if passes else "would not hold"
-        test = f"n seeds = {estimate.n_seeds} < {MIN_SEEDS} ({lean} on this seed). {test}"
+        test = f"n seeds = {estimate.n_seeds} < {MIN_SEEDS} ({lean} on these seeds). {test}"
     else:
         holds = "yes" if passes else "no"
     values = [finding, task, router, paper, estimate.value, estimate.low, estimate.high]
