@@ -126,7 +126,7 @@ def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
     ).stdout
     train_jobs = [block for block in out.split("\n\n") if "rule train:" in block]
     assert train_jobs and all("gpu=1" in block for block in train_jobs)
-    assert "task=brevo" in out and "scale=paper" in out
+    assert "task=lano" in out and "scale=paper" in out
 
 
 def test_unknown_task_is_rejected_at_parse_time():
