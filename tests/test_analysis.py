@@ -170,6 +170,29 @@ def test_bootstrap_weights_resample_whole_examples():
         assert weights[[0, 3, 4]].sum() == 3
 
 
+def test_hierarchical_bootstrap_carries_the_seed_to_seed_spread():
+    """Three seeds whose examples sit near 0, 1 and 2: resampling examples alone gives a narrow
+    interval for the mean; resampling seeds, then examples, spans the seeds' spread."""
+    rng = np.random.default_rng(0)
+    per_seed = 200
+    values = np.concatenate([s + rng.normal(0, 0.05, per_seed) for s in range(3)])
+    example_index = np.arange(len(values))
+    seeds = np.repeat([0, 1, 2], per_seed)
+
+    def interval(example_seeds):
+        weights = bootstrap_weights(example_index, 400, np.random.default_rng(1), example_seeds)
+        means = [w @ values / w.sum() for w in weights]
+        return np.quantile(means, [0.025, 0.975])
+
+    narrow, wide = interval(None), interval(seeds)
+    assert narrow[1] - narrow[0] < 0.2
+    assert wide[0] < 0.5 and wide[1] > 1.5
+    # Each resample keeps every drawn example's tokens together and the seeds' own examples.
+    for weights in bootstrap_weights(np.array([0, 0, 1, 2]), 20, rng, np.array([7, 7, 9])):
+        assert weights[0] == weights[1]
+        assert weights[[0, 2]].sum() in (0, 2, 4) and weights[3] in (0, 1, 2)
+
+
 def test_alignment_estimates_and_counts_match_scipy(eval_dirs):
     tokens = load_records(eval_dirs, "tokens", ["test", "extrap"])
     table = alignment_table(tokens, n_boot=200, ci=0.9, seed=3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 
 import networkx as nx
@@ -33,14 +35,27 @@ def to_nx(instance) -> nx.DiGraph:
     return graph
 
 
-def reference_features(instance, order, hub_degree):
-    """Every feature of the nodes of ``order``, computed with networkx."""
+def dfs_run(instance, key):
+    """Post-order and first-visit depths of the DFS from the query over parent links that visits
+    parents in increasing ``key`` (networkx)."""
+    g = to_nx(instance).reverse(copy=True)
+    q = instance["query"]
+
+    def ordered(nodes):
+        return sorted(nodes, key=key)
+
+    tree = nx.dfs_tree(g, source=q, sort_neighbors=ordered)
+    post = list(nx.dfs_postorder_nodes(g, q, sort_neighbors=ordered))
+    return post, nx.shortest_path_length(tree, q)
+
+
+def reference_features(instance, order, hub_degree, dfs_depth=None):
+    """Every feature of the nodes of ``order``, computed with networkx; ``dfs_depth`` defaults to
+    the gold DFS's (parents by label number), the one along the gold answer."""
     g = to_nx(instance)
     q = instance["query"]
     dep = nx.ancestors(g, q) | {q}
-    # DFS from the query over parent links, parents in increasing label number.
-    tree = nx.dfs_tree(g.reverse(copy=True), source=q, sort_neighbors=by_label)
-    dfs_depth = nx.shortest_path_length(tree, q)
+    dfs_depth = dfs_depth or dfs_run(instance, label_number)[1]
     out = {name: [] for name in BrevoTask.features}
     for i, v in enumerate(order):
         prefix, prefix_after = set(order[:i]), set(order[: i + 1])
@@ -130,6 +145,8 @@ def test_diamond_with_two_roots():
     other = graph.features_along(["n1", "n7", "n4", "n2", "n9"], hub_degree=3)
     assert other["frontier"] == [2, 1, 2, 1, 1]
     assert other["newly_enabled"] == [0, 2, 0, 1, 0]
+    # n4 is emitted before n2, so the DFS of this order enters n4 first and reaches n7 from it.
+    assert other["dfs_depth"] == [2, 2, 1, 1, 0]
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -237,8 +254,17 @@ def test_features_along_emitted_orders_and_scoring():
         assert task.is_correct(example, order + ["<eos>"])
         got = task.answer_features(inst, order + ["<eos>"])
         ref = reference_features(inst, order, task.hub_degree)
+        depth = dict(zip(order, got.pop("dfs_depth")[:-1], strict=True))
+        ref.pop("dfs_depth")
         assert {k: v[:-1] for k, v in got.items()} == ref
         assert all(v[-1] is None for v in got.values())
+        # dfs_depth along any valid order: the depths of a DFS tree from the query (0 there, one
+        # more than some child's elsewhere), never below the shortest distance to the query.
+        g = to_nx(inst)
+        assert depth[inst["query"]] == 0
+        for v in order[:-1]:
+            assert any(depth.get(c) == depth[v] - 1 for c in g.successors(v))
+            assert depth[v] >= nx.shortest_path_length(g, v, inst["query"])
         # Wrong answers.
         extra = next((v for v in to_nx(inst).nodes if v not in gold), None)
         assert not task.is_correct(example, order)  # no <eos>
@@ -253,6 +279,56 @@ def test_features_along_emitted_orders_and_scoring():
     feats = graph.features_along(["n5", "n9"], hub_degree=4)
     assert feats["dfs_depth"] == [None, None] and feats["dist_from_query"] == [None, None]
     assert feats["in_degree"] == [1, None] and feats["frontier"] == [2, 2]
+
+
+def every_dfs(instance):
+    """Brute force: post-order -> the set of depth vectors of every DFS from the query (every
+    order of every node's parents) that emits it."""
+    graph = to_nx(instance)
+    parents = {v: sorted(graph.predecessors(v), key=label_number) for v in graph}
+    nodes = list(parents)
+    runs: dict[tuple, set] = {}
+    for perms in itertools.product(*(itertools.permutations(parents[v]) for v in nodes)):
+        rank = {v: {p: i for i, p in enumerate(perm)} for v, perm in zip(nodes, perms, strict=True)}
+        depth: dict[str, int] = {}
+        post: list[str] = []
+
+        def visit(v, d, rank=rank, depth=depth, post=post):
+            depth[v] = d
+            for p in sorted(parents[v], key=rank[v].__getitem__):
+                if p not in depth:
+                    visit(p, d + 1)
+            post.append(v)
+
+        visit(instance["query"], 0)
+        runs.setdefault(tuple(post), set()).add(tuple(depth[v] for v in post))
+    return runs
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dfs_depth_follows_any_dfs_order(seed):
+    """Along every DFS post-order (brute force over every parent order), dfs_depth is the depth
+    vector of a DFS that emits exactly that order; along the gold answer, the gold DFS's."""
+    rng = np.random.default_rng(seed)
+    task = get_task("brevo", num_labels=9, hub_degree=4)
+    moved = checked = 0
+    while checked < 40:
+        inst = task.sample(int(rng.integers(3, 8)), rng).instance
+        in_degrees = [d for _, d in to_nx(inst).in_degree()]
+        if np.prod([math.factorial(d) for d in in_degrees]) > 3000:
+            continue  # keep the brute force small
+        checked += 1
+        graph = BrevoGraph.from_instance(inst)
+        runs = every_dfs(inst)
+        for order, depths in runs.items():
+            assert graph.is_valid_order(list(order))
+            got = tuple(graph.features_along(list(order), 4)["dfs_depth"])
+            assert got in depths
+        gold = inst["answer"]
+        gold_depth = dfs_run(inst, label_number)[1]
+        assert graph.features_along(gold, 4)["dfs_depth"] == [gold_depth[v] for v in gold]
+        moved += any(got != tuple(gold_depth[v] for v in o) for o in runs for got in runs[o])
+    assert moved > 5  # other orders do move depths away from the gold DFS's
 
 
 def test_generation_is_deterministic_and_labels_permuted():

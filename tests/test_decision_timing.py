@@ -80,7 +80,7 @@ def test_shapley_parts_equal_the_average_over_all_orders_and_sum_to_r2():
 def test_a_planted_dependence_is_recovered(driver, group):
     frame = synthetic_tokens(lambda f: 2.0 * f[driver])
     table = decision_timing_table({"generated": frame}, frame, n_boot=100)
-    table = table[table["depth"] == "executed"]
+    table = table[(table["depth"] == "executed") & (table["grouping"] == "paper")]
     lmg = table[table["kind"] == "lmg"].set_index("term")
     assert lmg.loc[group, "share"] > 0.9
     assert lmg["estimate"].sum() == pytest.approx(table[table["kind"] == "r2"]["estimate"].item())
@@ -90,6 +90,23 @@ def test_a_planted_dependence_is_recovered(driver, group):
     assert coef.loc[name, "ci_low"] > 0.5
     unrelated = coef.drop(index=[name, "is_hub"])
     assert ((unrelated["ci_low"] < 0.05) & (unrelated["ci_high"] > -0.05)).mean() >= 0.75
+
+
+def test_size_alone_r2_and_the_moved_grouping():
+    frame = synthetic_tokens(lambda f: f["f_graph_size"] + 2.0 * f["f_height"])
+    table = decision_timing_table({"generated": frame}, frame, n_boot=50)
+    table = table[table["depth"] == "executed"]
+    # R² of size alone: the plain statsmodels fit of depth on graph size, in both groupings.
+    alone = sm.OLS(frame["executed_depth"], sm.add_constant(frame["f_graph_size"])).fit()
+    r2_size = table[table["kind"] == "r2_size"]
+    assert set(r2_size["grouping"]) == {"paper", "moved"}
+    assert r2_size["estimate"].to_numpy() == pytest.approx(alone.rsquared, abs=1e-9)
+    assert (r2_size["ci_low"] < alone.rsquared).all()
+    assert (r2_size["ci_high"] > alone.rsquared).all()
+    # height is structure in the paper grouping and execution state in the moved one.
+    lmg = table[table["kind"] == "lmg"].set_index(["grouping", "term"])["share"]
+    assert lmg[("paper", "structure")] > 0.6 and lmg[("moved", "execution")] > 0.6
+    assert lmg[("paper", "execution")] < 0.1 and lmg[("moved", "structure")] < 0.1
 
 
 def test_constant_depth_reports_only_population_sizes():
@@ -159,5 +176,6 @@ def test_cli_reads_evaluation_records(tmp_path):
     table = pd.read_csv(out)
     assert set(table["order"]) == {"generated", "gold"}
     assert set(table["depth"]) == {"executed", "expected"}
-    share = table[(table["kind"] == "lmg") & (table["term"] == "execution")]["share"]
+    paper = table[table["grouping"] == "paper"]
+    share = paper[(paper["kind"] == "lmg") & (paper["term"] == "execution")]["share"]
     assert (share > 0.9).all()

@@ -11,6 +11,7 @@ from sklearn.metrics import accuracy_score, r2_score
 from anira.analysis import probes
 from anira.analysis.probes import (
     control_labels,
+    control_predictions,
     out_of_fold,
     probes_table,
     weighted_scores,
@@ -62,21 +63,36 @@ def test_weighted_scores_match_sklearn_with_sample_weights():
     assert ours[2, 1] == pytest.approx(expected)
 
 
-def test_control_labels_permute_within_token_type():
-    rng = np.random.default_rng(3)
-    labels = np.arange(30, dtype=float)
-    types = np.array(list("abc") * 10)
-    control = control_labels(labels, types, rng)
-    assert not np.array_equal(control, labels)
-    for token in "abc":
-        assert sorted(control[types == token]) == sorted(labels[types == token])
+def test_control_labels_are_one_random_label_per_type():
+    labels = np.arange(60, dtype=float) % 7
+    types = np.array([f"n{i % 12}" for i in range(60)])
+    control = control_labels(labels, types, [3, 1])
+    for token in set(types):  # one label per type, a value the feature takes
+        assert len(set(control[types == token])) == 1 and control[types == token][0] in labels
+    assert len(set(control)) > 1  # types get different labels
+    # Fixed across examples: a type keeps its label wherever it occurs, in any order of tokens.
+    order = np.random.default_rng(0).permutation(len(labels))
+    assert np.array_equal(control_labels(labels[order], types[order], [3, 1]), control[order])
+    # Unrelated to the real labels within a type (a within-type shuffle would keep them).
+    assert not all(sorted(control[types == t]) == sorted(labels[types == t]) for t in set(types))
+    # Labels drawn with the feature's frequencies: a feature that is 0 on 95 % of the tokens.
+    rare = (np.arange(2000) % 20 == 0).astype(float)
+    many_types = np.array([f"t{i}" for i in range(2000)])
+    assert control_labels(rare, many_types, [0]).mean() == pytest.approx(0.05, abs=0.02)
+
+
+def test_control_of_one_label_is_predicted_by_that_label():
+    states, _, groups = planted_states()
+    pred = control_predictions(states, np.ones(states.shape[0]), groups, 5)
+    assert pred.shape == (states.shape[1], states.shape[0]) and (pred == 1.0).all()
 
 
 def probe_parts(router, feature_name, labels, seeds=(0, 1)):
     """Out-of-fold predictions as ``model_predictions`` returns them, on planted states."""
     states, _, groups = planted_states()
     depth = np.random.default_rng(4).integers(1, 3, len(labels))
-    control = control_labels(labels, np.array(["n"] * len(labels)), np.random.default_rng(5))
+    types = np.array([f"n{i % 5}" for i in range(len(labels))])
+    control = control_labels(labels, types, [5])
     return [
         {
             "task": "brevo",

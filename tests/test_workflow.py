@@ -19,7 +19,6 @@ import yaml
 from anira.spec import compose_run
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXED_DEPTHS = ("fixed1", "fixed2", "fixed4")
 SLURM_ENV = {"ANIRA_SLURM_ACCOUNT": "test-account", "ANIRA_SLURM_PARTITION": "test-partition"}
 
 
@@ -51,29 +50,38 @@ def test_snakefmt_and_lint_are_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def grid(tasks, routers, seeds):
+    return {(t, r, s) for t in tasks for r in routers for s in seeds}
+
+
+THREE = ("0", "1", "2")
+DEFAULT_MODELS = grid(["lano"], ["early", "online"], THREE) | grid(
+    ["lano"], ["fixed", "fixed1"], "0"
+)
+FULL_MODELS = (
+    grid(["lano", "brevo"], ["fixed", "early", "online"], THREE)
+    | grid(["mano", "clrs_sort"], ["fixed", "early", "online"], "0")
+    | grid(["lano", "brevo", "mano", "clrs_sort"], ["fixed1"], "0")
+    | grid(["brevo"], ["fixed2", "fixed4"], "0")
+)
+
+
 @pytest.mark.parametrize(
-    ("study", "brevo_seeds", "brevo_extras"),
-    [
-        ([], {"0"}, {"fixed1"}),
-        (["--configfile", "config/study/full.yaml"], {"0", "1"}, set(FIXED_DEPTHS)),
-    ],
+    ("study", "models"),
+    [([], DEFAULT_MODELS), (["--configfile", "config/study/full.yaml"], FULL_MODELS)],
     ids=["default", "full"],
 )
-def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras):
+def test_dry_run_plans_every_phase(study, models):
     out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall", *study]).stdout
     for rule in ("generate", "train", "evaluate", "alignment", "fig_generalization"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     for rule in ("decision_timing", "probes", "pareto", "scorecard", "fig_pareto"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
-    # task_seeds: the full study's second seed is BREVO's only.
+    # The default study: LANO's adaptive routers with three seeds, its fixed baselines with one
+    # (task_seeds, task_routers); the full study: every task, three seeds of LANO and BREVO.
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
-    assert {seed for task, _, seed in trained if task == "brevo"} == brevo_seeds
-    assert {seed for task, _, seed in trained if task != "brevo"} == {"0"}
-    # task_routers: D' = 1 for every task (D' = 2, 4 on BREVO in the full study), one seed.
-    extra = {model for model in trained if model[1] in FIXED_DEPTHS}
-    tasks = {task for task, _, _ in trained}
-    expected = {(task, "fixed1", "0") for task in tasks}
-    assert extra == expected | {("brevo", router, "0") for router in brevo_extras}
+    assert trained == models
+    brevo_seeds = {seed for task, _, seed in trained if task == "brevo"}
     # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
     # evaluated with mode, which the frontier reads beside the trained median.
     ruled = set(
@@ -82,12 +90,12 @@ def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras):
     online = {(task, router, seed) for task, router, seed in trained if router == "online"}
     assert ruled == {(task, router, "mode", seed, "mode") for task, router, seed in online}
     pareto = next(line for line in out.splitlines() if "anira.analysis.pareto" in line)
-    assert all(f"eval/brevo/online-mode/seed{seed}" in pareto for seed in brevo_seeds)
+    assert all(f"eval/{task}/online-mode/seed{seed}" in pareto for task, _, seed in online)
     # The training dynamics read every BREVO model's kept weights, and no other task's.
     dynamics = next(line for line in out.splitlines() if "anira.analysis.dynamics" in line)
-    read = set(re.findall(r"--model \S+/checkpoints/(\w+)/(\w+)/seed(\d+) ", dynamics))
-    brevo = {model for model in trained if model[0] == "brevo"}
-    assert read == brevo and len(read) == 3 * len(brevo_seeds) + len(brevo_extras)
+    read = set(re.findall(r"--model \S+/checkpoints/(\w+)/(\w+)/seed(\d+)", dynamics))
+    assert read == {model for model in trained if model[0] == "brevo"}
+    assert len(read) == (12 if brevo_seeds else 0)
     # Longest first: a training's priority is its layer-steps, a dataset's the sum of its task's.
     trainings = job_priorities(out, "train")
     assert len(trainings) == len(trained)
@@ -118,7 +126,7 @@ def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
     ).stdout
     train_jobs = [block for block in out.split("\n\n") if "rule train:" in block]
     assert train_jobs and all("gpu=1" in block for block in train_jobs)
-    assert "task=brevo" in out and "scale=paper" in out
+    assert "task=lano" in out and "scale=paper" in out
 
 
 def test_unknown_task_is_rejected_at_parse_time():

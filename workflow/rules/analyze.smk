@@ -191,12 +191,15 @@ rule pareto:
 
 
 rule scorecard:
-    """Each headline finding of the paper: its number, ours with a CI, does the direction hold."""
+    """Each headline finding of the paper per task and router: its number, ours with a CI over
+    seeds and examples, and whether it holds (not testable where a precondition fails).
+    """
     input:
         generalization=rules.generalization.output.table,
         alignment=rules.alignment.output.table,
         decision_timing=rules.decision_timing.output.table,
         dynamics=rules.dynamics.output.table,
+        depth_hist=rules.depth_hist.output.table,
         code="src/anira/analysis/scorecard.py",
     output:
         table=report(
@@ -215,7 +218,7 @@ rule scorecard:
     shell:
         "python -m anira.analysis.scorecard --generalization {input.generalization}"
         " --alignment {input.alignment} --decision-timing {input.decision_timing}"
-        " --dynamics {input.dynamics}"
+        " --dynamics {input.dynamics} --depth-hist {input.depth_hist}"
         " --scale {params.scale} --seed {params.seed} --out {output.table}"
         " --markdown {output.markdown} > {log} 2>&1"
 

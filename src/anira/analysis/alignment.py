@@ -13,8 +13,10 @@ model ran, ``expected`` = E_q[d] under the router's distribution), the table giv
   the model think longer *before* writing a token that opens constituents, or *after* reading it —
   and the paper does not say which its Table 1 used;
 - ``n_tokens``, ``n_examples``, ``n_seeds``: the population the estimate is computed on;
-- ``ci_low``, ``ci_high``: a percentile bootstrap interval that resamples **examples** (with all
-  their tokens), since tokens of one example are not independent.
+- ``ci_low``, ``ci_high``: a percentile bootstrap interval that resamples **seeds, then examples**
+  within each seed drawn (with all their tokens; :func:`bootstrap_weights`): tokens of one example
+  are not independent, and models of different training seeds differ more than the example noise
+  of one model says (one seed: examples only; ``n_seeds`` says which).
 
 Correlations with a constant column (e.g. the fixed router, whose depth is always D) are undefined
 and written as empty cells with their ``n``.
@@ -99,17 +101,40 @@ def weighted_pearson(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float
 
 
 def bootstrap_weights(
-    example_index: np.ndarray, n_boot: int, rng: np.random.Generator
+    example_index: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+    example_seeds: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Token weights of ``n_boot`` resamples of examples: a token counts as often as its example.
 
-    ``example_index[i]`` is the example (0..n-1) of token i; each resample draws n examples with
-    replacement. Yields one weight vector at a time, so memory stays O(tokens).
+    ``example_index[i]`` is the example (0..n-1) of token i. Without ``example_seeds`` each resample
+    draws n examples with replacement. With ``example_seeds`` (the training seed of each example
+    0..n-1) and two or more seeds, the resample is **hierarchical**: it draws the seeds with
+    replacement, then for each seed drawn its examples with replacement, so the interval carries
+    the seed-to-seed (training-run) variation as well as the example noise. Yields one weight
+    vector at a time, so memory stays O(tokens).
     """
     n_examples = int(example_index.max()) + 1
+    seeds = np.zeros(n_examples, dtype=int)
+    if example_seeds is not None:
+        seeds = pd.factorize(np.asarray(example_seeds))[0]
+    members = [np.flatnonzero(seeds == s) for s in range(int(seeds.max()) + 1)]
     for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, n_examples, n_examples), minlength=n_examples)
+        if len(members) == 1:
+            draws = rng.integers(0, n_examples, n_examples)
+        else:
+            picked = rng.integers(0, len(members), len(members))
+            draws = np.concatenate([rng.choice(members[s], len(members[s])) for s in picked])
+        counts = np.bincount(draws, minlength=n_examples)
         yield counts[example_index].astype(float)
+
+
+def example_seeds(tokens: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(example index of each token, seed of each example) of token records keyed by
+    (seed, example_id): the arguments of :func:`bootstrap_weights`."""
+    index, uniques = pd.factorize(pd.MultiIndex.from_frame(tokens[["seed", "example_id"]]))
+    return index, uniques.get_level_values(0).to_numpy()
 
 
 def _estimates(
@@ -140,19 +165,19 @@ def group_correlations(
     """The correlation rows of one task × router × split (answer tokens only), for each
     (pairing, depth kind) → column of ``depths``."""
     rows = []
-    examples = pd.factorize(pd.MultiIndex.from_frame(tokens[["seed", "example_id"]]))[0]
+    examples, seeds = example_seeds(tokens)
     for feature in features:
         defined = tokens[feature].notna().to_numpy()
         if not defined.any():
             continue  # a feature of another task
         x = tokens.loc[defined, feature].to_numpy(dtype=float)
         ys = {k: tokens.loc[defined, c].to_numpy(dtype=float) for k, c in depths.items()}
-        example_index = np.unique(examples[defined], return_inverse=True)[1]
+        kept, example_index = np.unique(examples[defined], return_inverse=True)
         codes = [rank_codes(values) for values in (x, *ys.values())]
         estimate = _estimates(x, ys, np.ones(len(x)), codes)
         # One RNG stream per feature, so adding a feature never changes another's interval.
         rng = np.random.default_rng([seed, zlib.crc32(feature.encode())])
-        weights = bootstrap_weights(example_index, n_boot, rng)
+        weights = bootstrap_weights(example_index, n_boot, rng, seeds[kept])
         reps = np.stack([_estimates(x, ys, w, codes) for w in weights])
         base = {
             "feature": feature.removeprefix("f_"),

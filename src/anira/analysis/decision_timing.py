@@ -4,7 +4,9 @@ On **correctly solved** BREVO samples only, per task × router × split × popul
 each answer token that emits a node is regressed (statsmodels OLS) on the standardised features,
 with graph size N among them so that every other coefficient is controlled for size:
 
-- ``r2``: the model's R² (interval: percentile bootstrap resampling examples);
+- ``r2``: the model's R² (interval: percentile bootstrap resampling seeds, then examples);
+- ``r2_size``: the R² of graph size **alone** (a linear model of depth on N) — our reading of the
+  paper's "graph size alone explains ≈ 28 % of the variance", the number the scorecard compares;
 - ``coefficient``: the standardised coefficient of each feature (depth and features as z-scores),
   with a 95 % interval from standard errors clustered by example (tokens of one example are not
   independent);
@@ -12,11 +14,13 @@ with graph size N among them so that every other coefficient is controlled for s
   averaged over every order of adding the groups, so the parts sum to R² whatever the order —
   as ``estimate`` (its part of R²) and ``share`` (its fraction of R²), with bootstrap intervals.
 
-Groups (``GROUPS``): ``size`` (N), ``structure`` (static properties of the node in the graph:
-degrees, hub, height) and ``execution`` (state of the emission: DFS depth, frontier, newly enabled,
-distance to query). **Ours**: ``height`` counts as static structure (it does not depend on the order
-of emission) and ``dep_set_size`` is left out (it is nearly N at small sizes and would split the
-size share in two).
+Groups (``GROUPS``, ``grouping=paper``): ``size`` (N), ``structure`` (static properties of the node
+in the graph: degrees, hub, height) and ``execution`` (state of the emission: DFS depth, frontier,
+newly enabled, distance to query). **Ours**: ``height`` counts as static structure (it does not
+depend on the order of emission) and ``dep_set_size`` is left out (it is nearly N at small sizes and
+would split the size share in two). Both placements of ``height`` and ``dist_from_query`` are
+judgement calls, so every row is repeated under ``grouping=moved`` (``MOVED``: ``height`` in
+execution, ``dist_from_query`` in structure) — the sensitivity of the verdicts to the grouping.
 
 Two populations (column ``order``), because the features must follow the order of the answer:
 
@@ -28,8 +32,10 @@ Two populations (column ``order``), because the features must follow the order o
   and the expected depth E_q[d] are available there.
 
 Routers whose depth is constant (the fixed router) have no regression: their rows carry only the
-population sizes ``n_examples`` / ``n_tokens``. Seeds are pooled; an example is a (seed, example)
-pair for clustering and resampling.
+population sizes ``n_examples`` / ``n_tokens``. Seeds are pooled in the fit; an example is a (seed,
+example) pair for clustering, and the bootstrap resamples seeds, then examples within them
+(:func:`anira.analysis.alignment.bootstrap_weights`), so the intervals carry the training-run
+variation when there are several seeds (``n_seeds``).
 
 Usage: ``python -m anira.analysis.decision_timing --out decision_timing.csv EVAL_DIR...``
 """
@@ -45,7 +51,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from anira.analysis.alignment import bootstrap_weights
+from anira.analysis.alignment import bootstrap_weights, example_seeds
 from anira.analysis.records import base_parser, load_records, run_cli, write_table
 from anira.io import AniraInputError
 from anira.layout import REPORTED_SPLITS
@@ -55,8 +61,15 @@ GROUPS = {
     "structure": ("in_degree", "out_degree", "is_hub", "max_degree", "height"),
     "execution": ("dfs_depth", "frontier", "newly_enabled", "dist_from_query"),
 }
+# The sensitivity grouping: the two features whose group is a judgement call moved across.
+MOVED = {
+    "size": GROUPS["size"],
+    "structure": ("in_degree", "out_degree", "is_hub", "max_degree", "dist_from_query"),
+    "execution": ("dfs_depth", "frontier", "newly_enabled", "height"),
+}
+GROUPINGS = {"paper": GROUPS, "moved": MOVED}
 FEATURES = [f"f_{name}" for names in GROUPS.values() for name in names]
-KEYS = ["task", "router", "split", "order", "depth"]
+KEYS = ["task", "router", "split", "order", "depth", "grouping"]
 DEPTH_COLUMNS = {"executed": "executed_depth", "expected": "expected_depth"}
 COLUMNS = KEYS + ["n_seeds", "n_examples", "n_tokens", "kind", "term", "group"]
 COLUMNS += ["estimate", "ci_low", "ci_high", "share", "share_ci_low", "share_ci_high", "ci_level"]
@@ -109,7 +122,8 @@ def weighted_cov(data: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def regression_rows(
     frame: pd.DataFrame, depth_column: str, n_boot: int, ci: float, seed: int
 ) -> list[dict]:
-    """The r2, coefficient and lmg rows of one population (rows: tokens with every feature)."""
+    """The r2, r2_size, coefficient and lmg rows of one population (rows: tokens with every
+    feature), each under every grouping of ``GROUPINGS`` (column ``grouping``)."""
     features = [f for f in FEATURES if frame[f].std(ddof=0) > 0]
     y = frame[depth_column].to_numpy(dtype=float)
     if len(features) == 0 or not y.std() > 0 or len(frame) <= len(features) + 1:
@@ -117,59 +131,84 @@ def regression_rows(
     x = frame[features].to_numpy(dtype=float)
     z = (x - x.mean(0)) / x.std(0)
     zy = (y - y.mean()) / y.std()
-    clusters = pd.factorize(pd.MultiIndex.from_frame(frame[["seed", "example_id"]]))[0]
+    clusters, seeds = example_seeds(frame)
     fit = sm.OLS(zy, sm.add_constant(z, has_constant="add")).fit(
         cov_type="cluster", cov_kwds={"groups": clusters}
     )
     bounds = fit.conf_int(alpha=1 - ci)[1:]
-    group_of = {f"f_{n}": g for g, names in GROUPS.items() for n in names}
-    members = {
-        g: [1 + i for i, f in enumerate(features) if group_of[f] == g]
-        for g in GROUPS
-        if any(group_of[f] == g for f in features)
-    }
+    size = [1 + i for i, f in enumerate(features) if f == "f_graph_size"]
+    members = {name: grouping_members(features, groups) for name, groups in GROUPINGS.items()}
     data = np.column_stack([zy, z])
 
     def decompose(weights: np.ndarray) -> np.ndarray:
-        r2_of = group_r2(weighted_cov(data, weights), members)
-        parts = shapley_parts(r2_of, list(members))
-        full = r2_of[frozenset(members)]
-        shares = [p / full if full > 0 else np.nan for p in parts.values()]
-        return np.array([full, *parts.values(), *shares])
+        cov = weighted_cov(data, weights)
+        out = [subset_r2(cov, size)]
+        for groups in members.values():
+            r2_of = group_r2(cov, groups)
+            parts = shapley_parts(r2_of, list(groups))
+            full = r2_of[frozenset(groups)]
+            shares = [p / full if full > 0 else np.nan for p in parts.values()]
+            out += [full, *parts.values(), *shares]
+        return np.array(out)
 
     point = decompose(np.ones(len(zy)))
     rng = np.random.default_rng(seed)
-    reps = np.stack([decompose(w) for w in bootstrap_weights(clusters, n_boot, rng)])
+    reps = np.stack([decompose(w) for w in bootstrap_weights(clusters, n_boot, rng, seeds)])
     low, high = np.nanquantile(reps, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
-    k = len(members)
-    rows = [{"kind": "r2", "term": "all", "estimate": fit.rsquared, "ci_low": low[0]}]
-    rows[0]["ci_high"] = high[0]
-    for i, feature in enumerate(features):
+    rows = []
+    at = 1
+    for grouping, groups in members.items():
+        group_of = {f: g for g, names in GROUPINGS[grouping].items() for f in names}
         rows.append(
-            {
-                "kind": "coefficient",
-                "term": feature.removeprefix("f_"),
-                "group": group_of[feature],
-                "estimate": fit.params[1 + i],
-                "ci_low": bounds[i, 0],
-                "ci_high": bounds[i, 1],
-            }
+            {"grouping": grouping, "kind": "r2", "term": "all", "estimate": fit.rsquared}
+            | {"ci_low": low[at], "ci_high": high[at]}
         )
-    for j, group in enumerate(members):
         rows.append(
-            {
-                "kind": "lmg",
-                "term": group,
-                "group": group,
-                "estimate": point[1 + j],
-                "ci_low": low[1 + j],
-                "ci_high": high[1 + j],
-                "share": point[1 + k + j],
-                "share_ci_low": low[1 + k + j],
-                "share_ci_high": high[1 + k + j],
-            }
+            {"grouping": grouping, "kind": "r2_size", "term": "size", "group": "size"}
+            | {"estimate": point[0], "ci_low": low[0], "ci_high": high[0]}
         )
+        for i, feature in enumerate(features):
+            rows.append(
+                {
+                    "grouping": grouping,
+                    "kind": "coefficient",
+                    "term": feature.removeprefix("f_"),
+                    "group": group_of[feature.removeprefix("f_")],
+                    "estimate": fit.params[1 + i],
+                    "ci_low": bounds[i, 0],
+                    "ci_high": bounds[i, 1],
+                }
+            )
+        k = len(groups)
+        for j, group in enumerate(groups):
+            part, share = at + 1 + j, at + 1 + k + j
+            rows.append(
+                {
+                    "grouping": grouping,
+                    "kind": "lmg",
+                    "term": group,
+                    "group": group,
+                    "estimate": point[part],
+                    "ci_low": low[part],
+                    "ci_high": high[part],
+                    "share": point[share],
+                    "share_ci_low": low[share],
+                    "share_ci_high": high[share],
+                }
+            )
+        at += 1 + 2 * k
     return rows
+
+
+def grouping_members(features: Sequence[str], groups: dict) -> dict[str, list[int]]:
+    """Group -> column indices (1-based, column 0 is the depth) of ``features`` under ``groups``;
+    a group none of whose features varies is left out."""
+    group_of = {f"f_{n}": g for g, names in groups.items() for n in names}
+    return {
+        g: [1 + i for i, f in enumerate(features) if group_of[f] == g]
+        for g in groups
+        if any(group_of[f] == g for f in features)
+    }
 
 
 def gold_order_population(tokens: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
@@ -201,7 +240,7 @@ def decision_timing_table(
             for depth, column in DEPTH_COLUMNS.items():
                 if column not in frame.columns:
                     continue
-                base = dict(zip(KEYS, [*key, order, depth], strict=True)) | {
+                base = dict(zip(KEYS, [*key, order, depth, "paper"], strict=True)) | {
                     "n_seeds": defined["seed"].nunique(),
                     "n_examples": len(defined[["seed", "example_id"]].drop_duplicates()),
                     "n_tokens": len(defined),

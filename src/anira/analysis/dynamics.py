@@ -16,7 +16,9 @@ and the table gives, per task × router × inference rule × step, seeds pooled 
 - ``spearman``: Spearman correlation of expected depth E_q[d] with each task feature, computed by
   the alignment table's code (:func:`anira.analysis.alignment.group_correlations`), with its
   bootstrap interval. ``feature_rank`` orders a router's features by |Spearman| at the last step
-  (1 = the task's strongest feature for that router, chosen on ``val``, never on ``test``).
+  (1 = the task's strongest feature for that router, on ``val``): the figure draws it, but the
+  scorecard reads a feature fixed in advance, since a feature picked for its strength on these
+  very numbers would pass a test on them almost automatically.
 
 ``fraction`` is the step over the model's last step. A constant depth (a fixed router) has no
 correlation: empty estimate, no rank.
@@ -36,7 +38,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-from anira.analysis.alignment import DEPTHS, bootstrap_weights, group_correlations
+from anira.analysis.alignment import DEPTHS, bootstrap_weights, example_seeds, group_correlations
 from anira.analysis.records import feature_columns, run_cli, sample_examples, write_table
 from anira.batches import select_device, set_threads
 from anira.data import load_split, load_task, load_vocab
@@ -72,7 +74,7 @@ def depth_entropy(depths: np.ndarray, weights: np.ndarray) -> float:
 def depth_rows(answers: pd.DataFrame, n_boot: int, ci: float, seed: int) -> list[dict]:
     """Mean executed depth and its entropy over one group's answer tokens, with percentile
     intervals from resampled examples."""
-    examples = pd.factorize(pd.MultiIndex.from_frame(answers[["seed", "example_id"]]))[0]
+    examples, seeds = example_seeds(answers)
     depths = answers["executed_depth"].to_numpy(dtype=float)
 
     def statistics(weights: np.ndarray) -> tuple[float, float]:
@@ -80,7 +82,7 @@ def depth_rows(answers: pd.DataFrame, n_boot: int, ci: float, seed: int) -> list
 
     point = statistics(np.ones(len(depths)))
     rng = np.random.default_rng(seed)
-    reps = np.array([statistics(w) for w in bootstrap_weights(examples, n_boot, rng)])
+    reps = np.array([statistics(w) for w in bootstrap_weights(examples, n_boot, rng, seeds)])
     rows = []
     for i, metric in enumerate(("mean_depth", "depth_entropy")):
         low, high = np.quantile(reps[:, i], [(1 - ci) / 2, (1 + ci) / 2])

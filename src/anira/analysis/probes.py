@@ -11,10 +11,11 @@ feature of the emitted token from that state:
   fold) scored by R² for numeric features; logistic regression scored by accuracy for 0/1 ones;
 - out-of-fold predictions from ``GroupKFold`` by example (tokens of one example never straddle
   train and test), pooled over seeds (each seed's states get their own probes);
-- a **control task** (``labels=control``): the same probe on the feature's values permuted among
-  the tokens of the same token type, so only what the token's identity says about the feature is
-  left to learn; ``selectivity`` = score − control score (Hewitt & Liang, 2019, with permutation
-  within type standing in for their random label per type);
+- a **control task** (``labels=control``, Hewitt & Liang, 2019): every type of the token *at the
+  probed position* (position t − 1, whose state is read) gets one random label, drawn from the
+  feature's empirical distribution and fixed across examples (:func:`control_labels`); a probe
+  that scores well on it memorises token identity, not the feature. ``selectivity`` = task score
+  − control score;
 - ``readout=own_halt`` (adaptive routers): each token scored by the probe of its own halting
   iteration d_t instead of one iteration for all — near the ``iteration=D`` score when a token
   stops once its feature is decodable there.
@@ -91,13 +92,26 @@ def weighted_scores(y: np.ndarray, pred: np.ndarray, weights: np.ndarray, binary
     return 1.0 - residual / spread[:, None]
 
 
-def control_labels(labels: np.ndarray, token_types: np.ndarray, rng: np.random.Generator):
-    """``labels`` permuted among the tokens of each token type."""
-    out = labels.copy()
-    for token in np.unique(token_types):
-        idx = np.flatnonzero(token_types == token)
-        out[idx] = labels[rng.permutation(idx)]
-    return out
+def control_labels(labels: np.ndarray, token_types: np.ndarray, key: Sequence[int]) -> np.ndarray:
+    """Hewitt & Liang's control task: one random label per token type, drawn from the empirical
+    distribution of ``labels`` by a generator seeded with ``key`` and the type's name, so a type
+    keeps its label across examples (and models) whatever else occurs with it."""
+    values, counts = np.unique(labels, return_counts=True)
+    label_of = {
+        token: rng.choice(values, p=counts / counts.sum())
+        for token in np.unique(token_types)
+        for rng in [np.random.default_rng([*key, zlib.crc32(str(token).encode())])]
+    }
+    return np.array([label_of[token] for token in token_types], dtype=labels.dtype)
+
+
+def control_predictions(states: np.ndarray, control: np.ndarray, groups: np.ndarray, folds: int):
+    """Out-of-fold predictions of the control probes; a control with one label (or a 0/1 class
+    too rare for every fold to see it) is predicted by its majority label, as a probe would."""
+    values, counts = np.unique(control, return_counts=True)
+    if len(values) < 2 or (is_binary(control) and counts.min() < folds):
+        return np.full((states.shape[1], len(control)), values[np.argmax(counts)], dtype=float)
+    return out_of_fold(states, control, groups, folds)
 
 
 @torch.no_grad()
@@ -120,6 +134,8 @@ def collect_states(model, frame: pd.DataFrame, batch_size: int = 64):
             part = {
                 "example_id": record["id"],
                 "token": np.asarray(record["token_str"], dtype=object)[positions],
+                # the token at the probed (emitting) position: the control task's type
+                "probed": np.asarray(record["token_str"], dtype=object)[positions - 1],
                 "depth": out.depth[b, positions - 1].numpy(),
             }
             for name in features:
@@ -151,8 +167,8 @@ def model_predictions(ckpt: Path, data_dir: Path, args) -> tuple[dict, list[dict
             continue  # undefined here, or constant: nothing to decode
         if is_binary(labels) and np.bincount(labels.astype(int)).min() < args.folds:
             continue  # too rare a class for every fold to see it
-        feature_rng = np.random.default_rng([args.seed, zlib.crc32(feature.encode())])
-        control = control_labels(labels, tokens.loc[defined, "token"].to_numpy(), feature_rng)
+        key = [args.seed, zlib.crc32(feature.encode())]
+        control = control_labels(labels, tokens.loc[defined, "probed"].to_numpy(), key)
         results.append(
             meta
             | {
@@ -161,7 +177,7 @@ def model_predictions(ckpt: Path, data_dir: Path, args) -> tuple[dict, list[dict
                 "examples": groups,
                 "depth": tokens.loc[defined, "depth"].to_numpy(),
                 "feature_pred": out_of_fold(states[defined], labels, groups, args.folds),
-                "control_pred": out_of_fold(states[defined], control, groups, args.folds),
+                "control_pred": control_predictions(states[defined], control, groups, args.folds),
                 "control_labels": control,
             }
         )
@@ -172,13 +188,15 @@ def score_rows(parts: list[dict], n_boot: int, ci: float, seed: int) -> list[dic
     """Rows of one task × router × feature: pooled over the seeds in ``parts``."""
     y = np.concatenate([p["labels"] for p in parts])
     examples = np.concatenate([[f"{p['seed']}/{e}" for e in p["examples"]] for p in parts])
-    example_index = pd.factorize(examples)[0]
+    example_index, uniques = pd.factorize(examples)
+    seeds = [name.split("/", 1)[0] for name in uniques]
     depth = np.concatenate([p["depth"] for p in parts])
     binary = is_binary(y)
     readouts = [("iteration", r) for r in range(parts[0]["feature_pred"].shape[0])]
     if parts[0]["adaptive"]:
         readouts.append(("own_halt", np.nan))
-    boot = np.stack(list(bootstrap_weights(example_index, n_boot, np.random.default_rng(seed))))
+    rng = np.random.default_rng(seed)
+    boot = np.stack(list(bootstrap_weights(example_index, n_boot, rng, seeds)))
     scores = {}
     for labels in ("feature", "control"):
         target = y if labels == "feature" else np.concatenate([p["control_labels"] for p in parts])

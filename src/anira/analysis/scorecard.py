@@ -1,298 +1,720 @@
-"""Reproduction scorecard: each headline finding of the paper, its number, ours, and whether the
-direction holds — computed from the analysis tables only, never typed in.
+"""Reproduction scorecard: each headline finding of the paper, its number, ours, and whether it
+holds — computed from the analysis tables only, never typed in.
 
-One row per finding (``FINDINGS``): ``paper`` (the paper's number where it gives one), ``ours`` with
-a 95 % interval, the ``scale``, ``holds`` (``yes`` / ``no`` / ``not testable``), the test that
-decided it and the table it came from. The criteria are **ours** (the paper states directions, not
-tests):
+One row per finding **per task and router** where the finding is defined (columns ``COLUMNS``):
+``paper`` (the paper's number where it gives one), ``ours`` with a 95 % interval, ``n_seeds``, the
+``scale``, ``holds`` (``yes`` / ``no`` / ``not testable``), the test that decided it and the table
+it came from. A finding read on several tasks or routers also gets a summary row (task ``all``)
+whose rule is stated in its test column. The criteria are **ours** (the paper states directions,
+not tests); the verdict of a row is decided in this order:
 
-- LANO Table 1: Spearman of per-token *expected* depth with ``expansion`` on the ``test`` split,
-  0.666 for ANIRA-E and 0.456 for ANIRA-O; holds when our bootstrap interval lies above 0. Token t
-  is paired with the depth of position t − 1, the computation that emitted it (``alignment.csv``
-  also has the pairing with position t; the paper does not say which it used).
-- Sharp drop on unseen sizes: accuracy pooled over every task and router, ``test`` minus
-  ``interp`` (``extrap``); holds when the Newcombe interval of the difference lies above 0.
-- MANO beyond the training L: every router *fails* (its ``extrap`` accuracy's Wilson upper bound
-  is below half its ``test`` accuracy), and ANIRA-O keeps the largest share of its ``test``
-  accuracy (``extrap / test``; interval from a parametric bootstrap of the binomial counts).
-- More depth for larger inputs: the slope of mean executed depth on size (standardised within
-  each task) across the sizes of every split, adaptive routers, a fixed effect per task × router,
-  weighted least squares by examples (statsmodels); holds when its interval lies above 0.
-- Table 2 (``decision_timing``, gold order, expected depth, ``test``): ANIRA-E's size share of R²
-  (paper ≈ 0.28; holds when our interval contains 0.28); ANIRA-E follows static structure (size +
-  structure share > 0.5); ANIRA-O follows execution state (execution its largest share); the
-  population of correct samples is larger for E than O (26,641 vs 1,718 in the paper).
-- Precondition (ours, not a finding of the paper): depth must change accuracy at the scale run, or
-  alignment has nothing to measure. Per task with a fixed-depth D'=1 model: ``test`` accuracy of
-  the fixed model at D minus the one at D' = 1; holds when it reaches ``DEPTH_BAR`` (0.20) and its
-  Newcombe interval lies above 0.
-- Training dynamics (``dynamics``, BREVO, per adaptive router; the paper says alignment emerges
-  without supervision, not when): the Spearman of expected depth with the router's strongest
-  feature (rank 1 on ``val`` at the last kept step) holds when its interval at the last step
-  excludes 0 and it is stronger than at the first kept step. The test column says when each curve
-  made half its change from the first to the last step (:func:`half_way_step`), alignment and
-  accuracy, hence whether alignment emerged before or after accuracy.
+1. **Preconditions gate.** Every row reading a task needs *depth to matter* there: ``test``
+   accuracy of the fixed model at D minus the one at D' = 1 at least ``DEPTH_BAR`` (0.20) with its
+   interval above 0 (one ``precondition`` row per task; no D' = 1 model: not met). Every row about
+   a router also needs *the router to allocate* on that task: at least ``ALLOCATION_SHARE`` (10 %)
+   of its ``test`` answer tokens executed below D (D: the fixed model's depth on the task) and no
+   single executed depth on more than 1 − ``ALLOCATION_SHARE`` of them (so its executed depth
+   varies; ``depth_hist.csv``). A row whose precondition fails is ``not testable`` and its test
+   column names the precondition and its value — never ``yes`` or ``no``.
+2. **Seeds.** Intervals include the seed-to-seed (training-run) variation: rows read from the
+   generalisation table combine per-seed estimates (mean, Student-t interval of their spread,
+   :func:`across_seeds`); rows read from the alignment, decision-timing and dynamics tables use
+   their hierarchical bootstrap over seeds, then examples. With fewer than ``MIN_SEEDS`` (3) seeds
+   the interval carries example noise only, so the row is ``not testable`` (its test column says
+   ``n seeds = k < 3`` and gives the single-seed estimate), whichever way the estimate points.
+3. Otherwise ``yes`` / ``no`` by the finding's test.
+
+The findings and their tests (on ``test``, ``interp`` and ``extrap``; ``val`` only chooses):
+
+- LANO Table 1: Spearman of per-token *expected* depth with ``expansion``, pairing ``t-1``
+  (the position that emits the token), 0.666 for ANIRA-E and 0.456 for ANIRA-O; holds when the
+  interval lies above 0. The executed-depth Spearman is given beside it.
+- Sharp drop on held-out sizes, per task × router (tasks scored greedily: a task scored by
+  unconditional samples, LANO, has no size finding — its samples do not depend on the split's
+  size): at each held-out size, the accuracy the model's **training-size curve** predicts there
+  minus the accuracy it has. ``interp``: linear interpolation between the two neighbouring
+  training sizes; ``extrap``: a logistic curve of accuracy on size fitted on the training sizes
+  (weighted least squares on the empirical logit), so a smooth decline with size is expected, not
+  a drop. Averaged over the held-out sizes by examples; holds when the interval lies above 0.
+  Summary: holds on a majority of the testable task × router rows.
+- MANO beyond the training L, per router: it *fails* when its ``extrap`` / ``test`` accuracy ratio
+  has an upper bound below ``FAIL_FRACTION`` (0.5) (summary: every testable router fails); ANIRA-O
+  degrades more gently: its ratio minus the best other router's, interval above 0.
+- More depth for larger inputs, per task × adaptive router: the WLS slope (by examples) of mean
+  executed depth on size standardised within the task, over the sizes of every reported split;
+  holds when the interval lies above 0. Summary: majority of testable rows.
+- Table 2 (BREVO, ``decision_timing.csv``; primary population: every correctly solved sample,
+  features along the emitted order, the **executed** depth, the paper's grouping): ANIRA-E's R² of
+  graph size alone (paper ≈ 0.28; holds when our interval contains 0.28), with the LMG size share,
+  the expected-depth and the gold-string populations beside it; ANIRA-E follows static structure
+  (size + structure share of R², i.e. 1 − execution share, interval above 0.5); ANIRA-O follows
+  execution state (the execution share's interval above every other group's); the test column
+  also gives each verdict under the moved grouping (``height`` ↔ ``dist_from_query``). More correct
+  samples for E than O: the ratio of correct ``test`` answers (interval above 1), with its distance
+  from the paper's 26,641 / 1,718 ≈ 15.5.
+- Training dynamics (``dynamics.csv``, BREVO, per adaptive router): the Spearman of expected depth
+  with a feature **fixed in advance** (``DYNAMICS_FEATURES``: graph size for ANIRA-E, DFS depth for
+  ANIRA-O, the features the paper's Table 2 names for each; never the strongest one on the same
+  data) holds when its interval at the last kept step lies above 0 and it is stronger than at the
+  first. The test column says when each curve made half its change (:func:`half_way_step`).
 - GSM-Symbolic: not testable (needs a pretrained recurrent Llama we cannot download).
 
+Extending: :func:`scorecard_table` takes a dict of tables and runs every function of
+``FINDINGS`` on a :class:`Study`; a new finding is one more function (and its table one more
+``--<name>`` option).
+
 Usage: ``python -m anira.analysis.scorecard --generalization G.csv --alignment A.csv
---decision-timing T.csv --dynamics D.csv --scale mini --out scorecard.csv --markdown scorecard.md``
+--decision-timing T.csv --dynamics D.csv --depth-hist H.csv --scale mini --out scorecard.csv
+--markdown scorecard.md``
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
+import statsmodels.api as sm
+from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from anira.analysis.records import run_cli, write_table
 from anira.io import AniraInputError, atomic_write_text
 from anira.layout import EXTRAP, INTERP, REPORTED_SPLITS, TEST
 
-COLUMNS = ["finding", "paper", "ours", "ci_low", "ci_high", "scale", "holds", "test", "source"]
+COLUMNS = ["finding", "task", "router", "paper", "ours", "ci_low", "ci_high", "n_seeds"]
+COLUMNS += ["scale", "holds", "test", "source"]
 ADAPTIVE = ("early", "online")
-PAPER_SIZE_SHARE_E = 0.28
+PAPER_ROUTERS = ("fixed", *ADAPTIVE)
+PAPER_SIZE_R2_E = 0.28
+PAPER_POPULATION_RATIO = 26641 / 1718
 FAIL_FRACTION = 0.5  # "fails": extrap accuracy below this fraction of in-distribution accuracy
 DEPTH_BAR = 0.20  # the calibration goal: fixed D beats fixed D' = 1 by this much test accuracy
+ALLOCATION_SHARE = 0.10  # a router allocates: this share of tokens below D, none at one depth
+MIN_SEEDS = 3
+DYNAMICS_FEATURES = {"early": "graph_size", "online": "dfs_depth"}
+TABLES = ("generalization", "alignment", "decision_timing", "dynamics", "depth_hist")
 
 
-def row(finding, paper, ours, low, high, holds, test, source) -> dict:
-    if isinstance(holds, (bool, np.bool_)):
-        holds = "yes" if holds else "no"
-    values = [finding, paper, ours, low, high, None, holds, test, source]
+def name_of(router: str) -> str:
+    return f"ANIRA-{router[0].upper()}" if router in ADAPTIVE else router
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A precondition of a row: its name, whether it is met, and the value that decided it."""
+
+    name: str
+    met: bool
+    value: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+    n_seeds: int
+
+
+def across_seeds(points: Sequence[float], single: Callable[[], tuple[float, float]]) -> Estimate:
+    """Combine per-seed estimates: their mean with a Student-t interval of their spread (it holds
+    both the example noise of each seed and the seed-to-seed variation); one seed: its estimate
+    with ``single()``, an interval of its example noise only."""
+    points = np.asarray(points, dtype=float)
+    if len(points) == 1:
+        return Estimate(points[0], *single(), 1)
+    half = stats.t.ppf(0.975, len(points) - 1) * points.std(ddof=1) / np.sqrt(len(points))
+    mean = points.mean()
+    return Estimate(mean, mean - half, mean + half, len(points))
+
+
+def verdict(
+    finding: str,
+    task: str,
+    router: str,
+    paper,
+    estimate: Estimate | None,
+    passes: bool,
+    test: str,
+    source: str,
+    gates: Sequence[Gate] = (),
+) -> dict:
+    """One row: ``not testable`` when a gate fails or seeds are too few, else ``yes`` / ``no``."""
+    failed = [g for g in gates if not g.met]
+    if estimate is None:
+        estimate, holds = Estimate(np.nan, np.nan, np.nan, 0), "not testable"
+    elif failed:
+        holds = "not testable"
+        reasons = "; ".join(f"{g.name} ({g.value})" for g in failed)
+        test = f"precondition failed: {reasons}. Test: {test}"
+    elif estimate.n_seeds < MIN_SEEDS:
+        holds = "not testable"
+        lean = "would hold" if passes else "would not hold"
+        test = f"n seeds = {estimate.n_seeds} < {MIN_SEEDS} ({lean} on these seeds). {test}"
+    else:
+        holds = "yes" if passes else "no"
+    values = [finding, task, router, paper, estimate.value, estimate.low, estimate.high]
+    values += [estimate.n_seeds, None, holds, test, source]
     return dict(zip(COLUMNS, values, strict=True))
 
 
-def untestable(finding: str, paper, reason: str, source: str) -> dict:
-    return row(finding, paper, np.nan, np.nan, np.nan, "not testable", reason, source)
+def above_zero(finding, task, router, estimate: Estimate, test, source, gates) -> dict:
+    """A row that holds when the interval of ``estimate`` lies above 0."""
+    return verdict(finding, task, router, None, estimate, estimate.low > 0, test, source, gates)
 
 
-def lano_rows(alignment: pd.DataFrame) -> list[dict]:
+def untestable(finding: str, task: str, router: str, paper, reason: str, source: str) -> dict:
+    return verdict(finding, task, router, paper, None, False, reason, source)
+
+
+def summary(rows: list[dict], finding: str, rule: str, needed: Callable[[int, int], bool]) -> dict:
+    """A summary row over per-task / per-router rows: ``ours`` is the share of testable rows that
+    hold; ``needed(k, m)`` says whether k holding of m testable rows make it hold."""
+    testable = [r for r in rows if r["holds"] != "not testable"]
+    k, m = sum(r["holds"] == "yes" for r in testable), len(testable)
+    text = f"{rule}: {k} of {m} testable rows hold"
+    if m == 0:
+        return untestable(finding, "all", "all", None, text, rows[0]["source"] if rows else "-")
+    seeds = min(r["n_seeds"] for r in testable)
+    est = Estimate(k / m, np.nan, np.nan, seeds)
+    return verdict(finding, "all", "all", None, est, needed(k, m), text, testable[0]["source"])
+
+
+def majority(k: int, m: int) -> bool:
+    return k > m / 2
+
+
+@dataclass
+class Study:
+    """The analysis tables and the preconditions read from them."""
+
+    tables: dict[str, pd.DataFrame]
+    seed: int = 0
+    n_boot: int = 2000
+    depth_gates: dict[str, Gate] = field(default_factory=dict)
+    precondition_rows: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for name in TABLES:
+            self.tables.setdefault(name, pd.DataFrame())
+        general = self.general()
+        self.general_reported = general[general["split"].isin(REPORTED_SPLITS)]
+        self._depth_preconditions()
+
+    def general(self) -> pd.DataFrame:
+        table = self.tables["generalization"]
+        for column in ("task", "router", "seed", "split", "size", "n_examples", "accuracy"):
+            if column not in table:
+                table = table.assign(**{column: pd.Series(dtype=float)})
+        return table
+
+    def sampled(self, task: str) -> bool:
+        """Whether ``task`` is scored by unconditional samples (its ``distinct_share`` is set)."""
+        table = self.general()
+        if "distinct_share" not in table:
+            return False
+        return bool(table.loc[table["task"] == task, "distinct_share"].notna().any())
+
+    def depth_of(self, task: str) -> float:
+        """D of the task: the fixed model's executed depth, else the deepest depth observed."""
+        hist = self.tables["depth_hist"]
+        if hist.empty:
+            return np.nan
+        mine = hist[hist["task"] == task]
+        fixed = mine[mine["router"] == "fixed"]
+        return float((fixed if not fixed.empty else mine)["depth"].max())
+
+    def allocates(self, task: str, router: str) -> Gate:
+        name = f"{name_of(router)} allocates depth on {task}"
+        hist = self.tables["depth_hist"]
+        if hist.empty:
+            return Gate(name, False, "no depth histogram")
+        mine = hist[(hist["task"] == task) & (hist["router"] == router) & (hist["split"] == TEST)]
+        if mine.empty:
+            return Gate(name, False, f"no {router} model on {task}")
+        share = mine["n_tokens"] / mine["n_tokens"].sum()
+        depth = self.depth_of(task)
+        below = float(share[mine["depth"] < depth].sum())
+        modal = float(share.max())
+        mean = float(share @ mine["depth"])
+        sd = float(np.sqrt(share @ (mine["depth"] - mean) ** 2))
+        met = below >= ALLOCATION_SHARE and modal <= 1 - ALLOCATION_SHARE
+        value = (
+            f"{below:.1%} of test answer tokens below D = {depth:g} (need ≥ "
+            f"{ALLOCATION_SHARE:.0%}), {modal:.1%} at its most common depth (need ≤ "
+            f"{1 - ALLOCATION_SHARE:.0%}), executed-depth sd {sd:.2f}"
+        )
+        return Gate(name, met, value)
+
+    def gates(self, task: str, router: str | None = None) -> list[Gate]:
+        gates = [self.depth_gates.get(task, Gate(f"depth matters on {task}", False, "no data"))]
+        return gates + ([self.allocates(task, router)] if router else [])
+
+    def seed_counts(self, task: str, router: str, split: str) -> dict:
+        """seed -> (correct, examples) of the generalisation rows of one model and split."""
+        general = self.general()
+        mine = general[
+            (general["task"] == task) & (general["router"] == router) & (general["split"] == split)
+        ]
+        out = {}
+        for seed, part in mine.groupby("seed"):
+            out[seed] = (
+                float((part["accuracy"] * part["n_examples"]).sum()),
+                float(part["n_examples"].sum()),
+            )
+        return out
+
+    def _depth_preconditions(self) -> None:
+        src = "generalization.csv"
+        test = self.general()[self.general()["split"] == TEST]
+        for task in sorted(set(test["task"])):
+            finding = f"precondition: depth changes {task} accuracy (fixed D vs D' = 1)"
+            deep = self.seed_counts(task, "fixed", TEST)
+            one = self.seed_counts(task, "fixed1", TEST)
+            seeds = sorted(set(deep) & set(one))
+            gate_name = f"depth matters on {task}"
+            if not seeds:
+                reason = "no fixed D and D' = 1 models of one seed"
+                self.depth_gates[task] = Gate(gate_name, False, reason)
+                self.precondition_rows.append(untestable(finding, task, "fixed", None, reason, src))
+                continue
+            points = [deep[s][0] / deep[s][1] - one[s][0] / one[s][1] for s in seeds]
+
+            newcombe = functools.partial(
+                confint_proportions_2indep, *deep[seeds[0]], *one[seeds[0]], method="newcomb"
+            )
+            est = across_seeds(points, newcombe)
+            met = est.value >= DEPTH_BAR and est.low > 0
+            value = f"fixed D − D' = 1 = {est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
+            value += f", {est.n_seeds} seed(s); need ≥ {DEPTH_BAR} and CI > 0"
+            self.depth_gates[task] = Gate(gate_name, met, value)
+            # A precondition is checked on the seeds there are, not gated by their number.
+            text = f"test accuracy, fixed D − fixed D' = 1 ({est.n_seeds} seed(s)); holds if ≥ "
+            text += f"{DEPTH_BAR} and CI > 0; a finding reading {task} needs it"
+            values = [finding, task, "fixed", None, est.value, est.low, est.high, est.n_seeds]
+            values += [None, "yes" if met else "no", text, src]
+            self.precondition_rows.append(dict(zip(COLUMNS, values, strict=True)))
+
+
+def lano_rows(study: Study) -> list[dict]:
+    alignment = study.tables["alignment"]
     rows = []
     for router, paper in (("early", 0.666), ("online", 0.456)):
-        finding = f"LANO: expected depth tracks expansion (ANIRA-{router[0].upper()})"
+        finding = f"LANO: expected depth tracks expansion ({name_of(router)})"
+        if alignment.empty:
+            rows.append(untestable(finding, "lano", router, paper, "no alignment table", "-"))
+            continue
         hit = alignment[
             (alignment["task"] == "lano")
             & (alignment["router"] == router)
             & (alignment["split"] == TEST)
             & (alignment["feature"] == "expansion")
             & (alignment["pairing"] == "t-1")
-            & (alignment["depth"] == "expected")
             & (alignment["method"] == "spearman")
-        ]
-        if hit.empty or hit["estimate"].isna().all():
-            rows.append(untestable(finding, paper, f"no LANO {router} model", "alignment.csv"))
+        ].set_index("depth")
+        if "expected" not in hit.index or pd.isna(hit.loc["expected", "estimate"]):
+            reason = f"no LANO {router} model"
+            rows.append(untestable(finding, "lano", router, paper, reason, "alignment.csv"))
             continue
-        r = hit.iloc[0]
-        test = "Spearman on test answer tokens; holds if CI > 0"
+        r = hit.loc["expected"]
+        est = Estimate(r.estimate, r.ci_low, r.ci_high, int(r.get("n_seeds", 1)))
+        test = "Spearman on test answer tokens (pairing t-1); holds if CI > 0"
+        if "executed" in hit.index and pd.notna(hit.loc["executed", "estimate"]):
+            e = hit.loc["executed"]
+            test += f"; executed depth: {e.estimate:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}]"
+        gates = study.gates("lano", router)
         rows.append(
-            row(
-                finding, paper, r.estimate, r.ci_low, r.ci_high, r.ci_low > 0, test, "alignment.csv"
-            )
+            verdict(finding, "lano", router, paper, est, est.low > 0, test, "alignment.csv", gates)
         )
     return rows
 
 
-def counts(table: pd.DataFrame) -> tuple[float, float]:
-    """(correct, examples) of generalisation rows."""
-    return float((table["accuracy"] * table["n_examples"]).sum()), float(table["n_examples"].sum())
+def empirical_logit_curve(sizes, correct, n) -> Callable[[np.ndarray], np.ndarray]:
+    """Accuracy as a logistic function of size, fitted by weighted least squares on the
+    empirical logit of the training sizes (a flat curve with one training size)."""
+    logit = np.log((correct + 0.5) / (n - correct + 0.5))
+    if len(sizes) < 2:
+        return lambda s: np.full(np.shape(s), 1 / (1 + np.exp(-logit[0])))
+    weights = 1 / (1 / (correct + 0.5) + 1 / (n - correct + 0.5))
+    fit = sm.WLS(logit, sm.add_constant(np.asarray(sizes, dtype=float)), weights=weights).fit()
+    a, b = fit.params
+    return lambda s: 1 / (1 + np.exp(-(a + b * np.asarray(s, dtype=float))))
 
 
-def drop_rows(general: pd.DataFrame) -> list[dict]:
+def expected_accuracy(split: str, sizes, correct, n, at) -> np.ndarray:
+    """What the training-size curve (``sizes``, ``correct`` of ``n``) predicts at sizes ``at``:
+    linear interpolation between the neighbouring training sizes (``interp``), the fitted
+    logistic curve (``extrap``)."""
+    if split == INTERP:
+        return np.interp(at, sizes, correct / n)
+    return empirical_logit_curve(sizes, correct, n)(at)
+
+
+def size_drop(curve: pd.DataFrame, held: pd.DataFrame, split: str) -> float:
+    """Example-weighted mean over the held-out sizes of (predicted − observed) accuracy."""
+    sizes, correct, n = (curve[c].to_numpy() for c in ("size", "correct", "n_examples"))
+    predicted = expected_accuracy(split, sizes, correct, n, held["size"].to_numpy())
+    observed = held["correct"].to_numpy() / held["n_examples"].to_numpy()
+    return float(np.average(predicted - observed, weights=held["n_examples"]))
+
+
+def drop_interval(curve, held, split: str, rng, n_boot: int) -> tuple[float, float]:
+    """95 % interval of one model's :func:`size_drop` from a parametric bootstrap of the
+    binomial counts at every size (the example noise of one seed)."""
+
+    def redraw(part: pd.DataFrame) -> pd.DataFrame:
+        n = part["n_examples"]
+        return part.assign(correct=rng.binomial(n, part["correct"] / n))
+
+    reps = [size_drop(redraw(curve), redraw(held), split) for _ in range(n_boot)]
+    return tuple(np.quantile(reps, [0.025, 0.975]))
+
+
+def drop_rows(study: Study) -> list[dict]:
+    general = study.general().assign()
+    general["correct"] = general["accuracy"] * general["n_examples"]
+    src = "generalization.csv"
     rows = []
     for split, name in ((INTERP, "held-out sizes inside the range"), (EXTRAP, "larger sizes")):
         finding = f"accuracy falls sharply on {name} ({split})"
-        c_test, n_test = counts(general[general["split"] == TEST])
-        c_split, n_split = counts(general[general["split"] == split])
-        if n_split == 0 or n_test == 0:
+        family = []
+        for (task, router), model in general.groupby(["task", "router"], sort=True):
+            if router not in PAPER_ROUTERS or study.sampled(task):
+                continue
+            points, seeds = [], []
+            for _, part in model.groupby("seed", sort=True):
+                curve = part[part["split"] == TEST].sort_values("size")
+                held = part[part["split"] == split]
+                if split == INTERP:  # sizes with a training size on each side
+                    held = held[
+                        (held["size"] > curve["size"].min()) & (held["size"] < curve["size"].max())
+                    ]
+                if curve.empty or held.empty:
+                    continue
+                points.append(size_drop(curve, held, split))
+                seeds.append((curve, held))
+            if not points:
+                continue
+            rng = np.random.default_rng([study.seed, len(rows) + len(family)])
+            single = functools.partial(drop_interval, *seeds[0], split, rng, study.n_boot)
+            est = across_seeds(points, single)
+            reference = (
+                "neighbouring training sizes (linear)"
+                if split == INTERP
+                else "logistic fit of the training sizes"
+            )
+            test = f"accuracy predicted by the {reference} − {split} accuracy; holds if CI > 0"
+            family.append(
+                above_zero(f"{finding}: {task}", task, router, est, test, src, study.gates(task))
+            )
+        if not family:
             rows.append(
-                untestable(finding, None, f"no {split} sizes at this scale", "generalization.csv")
+                untestable(
+                    finding, "all", "all", None, f"no {split} sizes of a greedily scored task", src
+                )
             )
             continue
-        low, high = confint_proportions_2indep(c_test, n_test, c_split, n_split, method="newcomb")
-        ours = c_test / n_test - c_split / n_split
-        test = f"test − {split} accuracy, all tasks and routers; holds if CI > 0"
-        rows.append(row(finding, None, ours, low, high, low > 0, test, "generalization.csv"))
+        rows += family
+        rows.append(summary(family, finding, "holds on a majority of task × router rows", majority))
     return rows
 
 
-def depth_rows(general: pd.DataFrame) -> list[dict]:
-    test = general[general["split"] == TEST]
-    tasks = sorted(set(test.loc[test["router"] == "fixed1", "task"]))
-    tasks = [t for t in tasks if ((test["task"] == t) & (test["router"] == "fixed")).any()]
-    if not tasks:
-        finding = "precondition: depth changes accuracy (fixed D vs D' = 1)"
-        return [untestable(finding, None, "no fixed D' = 1 model", "generalization.csv")]
-    rows = []
-    for task in tasks:
-        mine = test[test["task"] == task]
-        c_deep, n_deep = counts(mine[mine["router"] == "fixed"])
-        c_one, n_one = counts(mine[mine["router"] == "fixed1"])
-        low, high = confint_proportions_2indep(c_deep, n_deep, c_one, n_one, method="newcomb")
-        ours = c_deep / n_deep - c_one / n_one
-        finding = f"precondition: depth changes {task} accuracy (fixed D vs D' = 1)"
-        test_text = f"test accuracy, fixed D − fixed D' = 1; holds if ≥ {DEPTH_BAR} and CI > 0"
-        holds = ours >= DEPTH_BAR and low > 0
-        rows.append(row(finding, None, ours, low, high, holds, test_text, "generalization.csv"))
-    return rows
-
-
-def retention(general: pd.DataFrame, router: str) -> tuple[float, float, float, float]:
-    mine = general[general["router"] == router]
-    return (*counts(mine[mine["split"] == TEST]), *counts(mine[mine["split"] == EXTRAP]))
-
-
-def mano_rows(general: pd.DataFrame, seed: int, n_boot: int = 2000) -> list[dict]:
-    mano = general[general["task"] == "mano"]
-    routers = sorted(mano["router"].unique())
+def mano_rows(study: Study) -> list[dict]:
+    src = "generalization.csv"
     fail = "MANO beyond the training L: every model fails"
     gentle = "MANO beyond the training L: ANIRA-O degrades more gently"
+    general = study.general()
+    mano = general[(general["task"] == "mano") & general["router"].isin(PAPER_ROUTERS)]
+    routers = sorted(mano["router"].unique())
     if mano.empty or not (mano["split"] == EXTRAP).any() or "online" not in routers:
         reason = "no MANO extrap split with an online model"
         return [
-            untestable(fail, None, reason, "generalization.csv"),
-            untestable(gentle, None, reason, "generalization.csv"),
+            untestable(fail, "mano", "all", None, reason, src),
+            untestable(gentle, "mano", "online", None, reason, src),
         ]
-    stats = {r: retention(mano, r) for r in routers}
-    upper = {r: proportion_confint(s[2], s[3], method="wilson")[1] for r, s in stats.items()}
-    worst = max(upper[r] / (s[0] / s[1]) for r, s in stats.items())
-    test = f"Wilson upper bound of extrap accuracy < {FAIL_FRACTION} × test accuracy, every router"
-    best_extrap = max(s[2] / s[3] for s in stats.values())
-    rows = [
-        row(
-            fail,
-            None,
-            best_extrap,
-            np.nan,
-            np.nan,
-            worst < FAIL_FRACTION,
-            test + f" (worst ratio {worst:.2f})",
-            "generalization.csv",
+    counts = {
+        r: (study.seed_counts("mano", r, TEST), study.seed_counts("mano", r, EXTRAP))
+        for r in routers
+    }
+    seeds = {r: sorted(set(t) & set(e)) for r, (t, e) in counts.items()}
+
+    def ratio(r, s):
+        (c_t, n_t), (c_e, n_e) = counts[r][0][s], counts[r][1][s]
+        return (c_e / n_e) / max(c_t / n_t, 1e-12)
+
+    rows = []
+    for r in routers:
+
+        def wilson(r=r):
+            (c_t, n_t), (c_e, n_e) = counts[r][0][seeds[r][0]], counts[r][1][seeds[r][0]]
+            low, high = proportion_confint(c_e, n_e, method="wilson")
+            return low / max(c_t / n_t, 1e-12), high / max(c_t / n_t, 1e-12)
+
+        est = across_seeds([ratio(r, s) for s in seeds[r]], wilson)
+        test = f"extrap / test accuracy; fails if its upper bound < {FAIL_FRACTION}"
+        gates = study.gates("mano", r if r in ADAPTIVE else None)
+        rows.append(
+            verdict(
+                f"{fail}: {name_of(r)}",
+                "mano",
+                r,
+                None,
+                est,
+                est.high < FAIL_FRACTION,
+                test,
+                src,
+                gates,
+            )
         )
-    ]
-    rng = np.random.default_rng(seed)
-    point = {r: (s[2] / s[3]) / max(s[0] / s[1], 1e-12) for r, s in stats.items()}
-    sampled = {}
-    for r, (c_test, n_test, c_extrap, n_extrap) in stats.items():
-        test_acc = rng.binomial(int(n_test), c_test / n_test, n_boot) / n_test
-        extrap_acc = rng.binomial(int(n_extrap), c_extrap / n_extrap, n_boot) / n_extrap
-        sampled[r] = extrap_acc / np.maximum(test_acc, 1e-12)
+    rows.append(summary(rows, fail, "holds when every testable router fails", lambda k, m: k == m))
     others = [r for r in routers if r != "online"]
-    gap = sampled["online"] - np.max([sampled[r] for r in others], axis=0)
-    low, high = np.quantile(gap, [0.025, 0.975])
-    ours = point["online"] - max(point[r] for r in others)
-    test = "extrap/test accuracy of online minus the best other router; holds if CI > 0"
-    rows.append(row(gentle, None, ours, low, high, low > 0, test, "generalization.csv"))
+    common = (
+        sorted(set(seeds["online"]).intersection(*(seeds[r] for r in others))) if others else []
+    )
+    if not common:
+        return rows + [
+            untestable(gentle, "mano", "online", None, "no other router of a common seed", src)
+        ]
+    rng = np.random.default_rng(study.seed)
+
+    def gap_bootstrap(s=common[0]):
+        sampled = {}
+        for r in routers:
+            (c_t, n_t), (c_e, n_e) = counts[r][0][s], counts[r][1][s]
+            test_acc = rng.binomial(int(n_t), c_t / n_t, study.n_boot) / n_t
+            extrap_acc = rng.binomial(int(n_e), c_e / n_e, study.n_boot) / n_e
+            sampled[r] = extrap_acc / np.maximum(test_acc, 1e-12)
+        gap = sampled["online"] - np.max([sampled[r] for r in others], axis=0)
+        return tuple(np.quantile(gap, [0.025, 0.975]))
+
+    points = [ratio("online", s) - max(ratio(r, s) for r in others) for s in common]
+    est = across_seeds(points, gap_bootstrap)
+    test = "extrap/test accuracy of online minus the best other router's; holds if CI > 0"
+    rows.append(
+        verdict(
+            gentle,
+            "mano",
+            "online",
+            None,
+            est,
+            est.low > 0,
+            test,
+            src,
+            study.gates("mano", "online"),
+        )
+    )
     return rows
 
 
-def depth_size_row(general: pd.DataFrame) -> dict:
+def depth_size_rows(study: Study) -> list[dict]:
     finding = "more depth allocated to larger inputs"
-    reported = general["split"].isin(REPORTED_SPLITS)  # val only chooses settings
-    adaptive = general[general["router"].isin(ADAPTIVE) & reported].dropna(subset=["mean_depth"])
-    if adaptive["size"].nunique() < 2:
-        return untestable(
-            finding, None, "no adaptive router or a single size", "generalization.csv"
+    src = "generalization.csv"
+    adaptive = study.general_reported[study.general_reported["router"].isin(ADAPTIVE)]
+    if "mean_depth" in adaptive:
+        adaptive = adaptive.dropna(subset=["mean_depth"])
+    rows = []
+    for (task, router), model in adaptive.groupby(["task", "router"], sort=True):
+        if model["size"].nunique() < 2:
+            continue
+        z = (model["size"] - model["size"].mean()) / model["size"].std(ddof=0)
+        model = model.assign(z=z)
+        fits = [
+            sm.WLS(part["mean_depth"], sm.add_constant(part["z"]), weights=part["n_examples"]).fit()
+            for _, part in model.groupby("seed", sort=True)
+        ]
+        est = across_seeds(
+            [f.params["z"] for f in fits], lambda f=fits[0]: tuple(f.conf_int().loc["z"])
         )
-    frame = adaptive.assign(
-        pair=adaptive["task"] + "/" + adaptive["router"],
-        z=adaptive.groupby("task")["size"].transform(lambda s: (s - s.mean()) / s.std(ddof=0)),
-    )
-    fit = smf.wls("mean_depth ~ C(pair) + z", data=frame, weights=frame["n_examples"]).fit()
-    low, high = fit.conf_int().loc["z"]
-    test = "WLS slope of mean executed depth on within-task z(size), adaptive routers; CI > 0"
-    return row(finding, None, fit.params["z"], low, high, low > 0, test, "generalization.csv")
+        test = "WLS slope of mean executed depth on within-task z(size); holds if CI > 0"
+        gates = study.gates(task, router)
+        rows.append(above_zero(f"{finding}: {task}", task, router, est, test, src, gates))
+    if not rows:
+        return [untestable(finding, "all", "all", None, "no adaptive router or a single size", src)]
+    return rows + [summary(rows, finding, "holds on a majority of task × router rows", majority)]
 
 
-def timing_rows(timing: pd.DataFrame) -> list[dict]:
-    src = "decision_timing.csv"
-    part = timing[
-        (timing["split"] == TEST) & (timing["order"] == "gold") & (timing["depth"] == "expected")
+def timing_part(timing: pd.DataFrame, order: str, depth: str, grouping: str) -> pd.DataFrame:
+    if "grouping" not in timing:
+        timing = timing.assign(grouping="paper")
+    return timing[
+        (timing["task"] == "brevo")
+        & (timing["split"] == TEST)
+        & (timing["order"] == order)
+        & (timing["depth"] == depth)
+        & (timing["grouping"] == grouping)
     ]
-    lmg = part[part["kind"] == "lmg"].set_index(["router", "term"])
+
+
+def lmg_shares(part: pd.DataFrame, router: str) -> pd.DataFrame:
+    return part[(part["kind"] == "lmg") & (part["router"] == router)].set_index("term")
+
+
+def static_test(shares: pd.DataFrame) -> tuple[Estimate | None, bool]:
+    """ANIRA-E's size + structure share: 1 − the execution share (the shares sum to 1)."""
+    if "execution" not in shares.index:
+        return None, False
+    r = shares.loc["execution"]
+    est = Estimate(1 - r.share, 1 - r.share_ci_high, 1 - r.share_ci_low, 0)
+    return est, est.low > 0.5
+
+
+def execution_test(shares: pd.DataFrame) -> tuple[Estimate | None, bool]:
+    """ANIRA-O's execution share, and whether its interval lies above every other group's."""
+    if "execution" not in shares.index:
+        return None, False
+    r = shares.loc["execution"]
+    others = shares.drop(index="execution")["share_ci_high"]
+    return Estimate(r.share, r.share_ci_low, r.share_ci_high, 0), bool(
+        (r.share_ci_low > others).all()
+    )
+
+
+def timing_rows(study: Study) -> list[dict]:
+    src = "decision_timing.csv"
+    timing = study.tables["decision_timing"]
     names = {
-        "size": "Table 2: graph size share of ANIRA-E's explained depth variance",
+        "size": "Table 2: graph size alone explains ANIRA-E's depth variance (R², paper ≈ 0.28)",
         "static": "Table 2: ANIRA-E's depth follows static structure (size + structure > 1/2)",
         "execution": "Table 2: ANIRA-O's depth follows execution state (its largest share)",
-        "population": "Table 2: more correct samples for ANIRA-E than ANIRA-O",
     }
-    rows = []
-    if ("early", "size") in lmg.index:
-        r = lmg.loc[("early", "size")]
-        holds = r.share_ci_low <= PAPER_SIZE_SHARE_E <= r.share_ci_high
-        rows.append(
-            row(
-                names["size"],
-                PAPER_SIZE_SHARE_E,
-                r.share,
-                r.share_ci_low,
-                r.share_ci_high,
-                holds,
-                "LMG share, bootstrap CI contains 0.28",
-                src,
-            )
-        )
-        static = lmg.loc[("early", "size"), "share"] + lmg.loc[("early", "structure"), "share"]
-        rows.append(
-            row(
-                names["static"],
-                None,
-                static,
-                np.nan,
-                np.nan,
-                static > 0.5,
-                "LMG size + structure share > 0.5",
-                src,
-            )
-        )
-    else:
-        rows += [
+    if timing.empty or timing_part(timing, "generated", "executed", "paper").empty:
+        reason = "no BREVO decision-timing regression"
+        rows = [
             untestable(
-                names[k],
-                PAPER_SIZE_SHARE_E if k == "size" else None,
-                "no ANIRA-E regression (BREVO early)",
-                src,
+                names[k], "brevo", "early", PAPER_SIZE_R2_E if k == "size" else None, reason, src
             )
             for k in ("size", "static")
         ]
-    if ("online", "execution") in lmg.index:
-        shares = lmg.loc["online"]["share"]
-        r = lmg.loc[("online", "execution")]
-        holds = shares.idxmax() == "execution"
-        test = f"execution share is O's largest (largest: {shares.idxmax()})"
+        return rows + [
+            untestable(names["execution"], "brevo", "online", None, reason, src),
+            population_row(study),
+        ]
+    primary = timing_part(timing, "generated", "executed", "paper")
+    moved = timing_part(timing, "generated", "executed", "moved")
+
+    def seeds_of(router):
+        n = primary.loc[primary["router"] == router, "n_seeds"]
+        return int(n.max()) if len(n) else 0
+
+    rows = []
+    size = primary[(primary["router"] == "early") & (primary["kind"] == "r2_size")]
+    if size.empty:
         rows.append(
-            row(
-                names["execution"], None, r.share, r.share_ci_low, r.share_ci_high, holds, test, src
+            untestable(
+                names["size"], "brevo", "early", PAPER_SIZE_R2_E, "no ANIRA-E regression", src
             )
         )
     else:
-        rows.append(
-            untestable(names["execution"], None, "no ANIRA-O regression (BREVO online)", src)
+        r = size.iloc[0]
+        est = Estimate(r.estimate, r.ci_low, r.ci_high, seeds_of("early"))
+        share = lmg_shares(primary, "early").loc["size"]
+        test = (
+            "R² of graph size alone (all correct samples, emitted order, executed depth); holds "
+            f"if CI contains {PAPER_SIZE_R2_E}. LMG size share {share.share:.3f} "
+            f"[{share.share_ci_low:.3f}, {share.share_ci_high:.3f}]"
         )
-    sizes = part[part["kind"] == "r2"].set_index("router")["n_examples"]
-    if {"early", "online"} <= set(sizes.index):
-        ours = float(sizes["early"] / max(sizes["online"], 1))
+        for order, depth in (("generated", "expected"), ("gold", "executed"), ("gold", "expected")):
+            other = timing_part(timing, order, depth, "paper")
+            other = other[(other["router"] == "early") & (other["kind"] == "r2_size")]
+            if not other.empty:
+                o = other.iloc[0]
+                test += f"; {order} order, {depth} depth: {o.estimate:.3f} "
+                test += f"[{o.ci_low:.3f}, {o.ci_high:.3f}]"
+        holds = r.ci_low <= PAPER_SIZE_R2_E <= r.ci_high
         rows.append(
-            row(
-                names["population"],
-                26641 / 1718,
-                ours,
-                np.nan,
-                np.nan,
-                ours > 1,
-                f"E/O correct test samples ({sizes['early']}/{sizes['online']})",
+            verdict(
+                names["size"],
+                "brevo",
+                "early",
+                PAPER_SIZE_R2_E,
+                est,
+                holds,
+                test,
                 src,
+                study.gates("brevo", "early"),
             )
         )
-    else:
+    for key, router, check, rule in (
+        ("static", "early", static_test, "1 − execution LMG share; holds if CI > 0.5"),
+        (
+            "execution",
+            "online",
+            execution_test,
+            "execution LMG share; holds if its CI is above every other group's",
+        ),
+    ):
+        est, holds = check(lmg_shares(primary, router))
+        if est is None:
+            rows.append(
+                untestable(
+                    names[key], "brevo", router, None, f"no {name_of(router)} regression", src
+                )
+            )
+            continue
+        est = Estimate(est.value, est.low, est.high, seeds_of(router))
+        alt, alt_holds = check(lmg_shares(moved, router))
+        if alt is not None:
+            rule += (
+                f"; moved grouping (height ↔ dist_from_query): {alt.value:.3f} "
+                f"[{alt.low:.3f}, {alt.high:.3f}], {'holds' if alt_holds else 'does not hold'}"
+            )
         rows.append(
-            untestable(names["population"], 26641 / 1718, "no BREVO early and online models", src)
+            verdict(
+                names[key],
+                "brevo",
+                router,
+                None,
+                est,
+                holds,
+                rule,
+                src,
+                study.gates("brevo", router),
+            )
         )
-    return rows
+    return rows + [population_row(study)]
+
+
+def population_row(study: Study) -> dict:
+    finding = "Table 2: more correct samples for ANIRA-E than ANIRA-O"
+    src = "generalization.csv"
+    early, online = (study.seed_counts("brevo", r, TEST) for r in ADAPTIVE)
+    seeds = sorted(set(early) & set(online))
+    if not seeds:
+        return untestable(
+            finding,
+            "brevo",
+            "early",
+            PAPER_POPULATION_RATIO,
+            "no BREVO early and online models",
+            src,
+        )
+    # ratio of accuracies = ratio of correct answers (both routers answer the same examples)
+    points = [(early[s][0] / early[s][1]) / max(online[s][0] / online[s][1], 1e-12) for s in seeds]
+
+    def ratio_interval(s=seeds[0]):
+        return confint_proportions_2indep(*early[s], *online[s], compare="ratio", method="log")
+
+    est = across_seeds(points, ratio_interval)
+    test = (
+        f"E/O correct test answers; holds if CI > 1 (paper {PAPER_POPULATION_RATIO:.1f}×; ours is "
+        f"{est.value / PAPER_POPULATION_RATIO:.2f} of it)"
+    )
+    return verdict(
+        finding,
+        "brevo",
+        "early",
+        PAPER_POPULATION_RATIO,
+        est,
+        est.low > 1,
+        test,
+        src,
+        study.gates("brevo"),
+    )
 
 
 def half_way_step(steps: np.ndarray, values: np.ndarray) -> int | None:
@@ -303,26 +725,28 @@ def half_way_step(steps: np.ndarray, values: np.ndarray) -> int | None:
     return int(steps[np.argmax(values >= values[0] + 0.5 * (values[-1] - values[0]))])
 
 
-def dynamics_rows(dynamics: pd.DataFrame) -> list[dict]:
+def dynamics_rows(study: Study, features: dict[str, str] = DYNAMICS_FEATURES) -> list[dict]:
     src = "dynamics.csv"
+    dynamics = study.tables["dynamics"]
     rows = []
     for router in ADAPTIVE:
-        name = f"ANIRA-{router[0].upper()}"
-        finding = f"training dynamics: depth aligns with BREVO's strongest feature ({name})"
+        feature = features[router]
+        finding = f"training dynamics: depth aligns with BREVO's {feature} ({name_of(router)})"
+        if dynamics.empty:
+            rows.append(untestable(finding, "brevo", router, None, "no dynamics table", src))
+            continue
         mine = dynamics[(dynamics["task"] == "brevo") & (dynamics["router"] == router)]
         accuracy = mine[mine["metric"] == "accuracy"].sort_values("step")
-        strongest = mine[(mine["metric"] == "spearman") & (mine["feature_rank"] == 1)]
-        strongest = strongest.sort_values("step")
-        if len(accuracy) < 2 or len(strongest) < 2:
+        curve = mine[(mine["metric"] == "spearman") & (mine["feature"] == feature)].sort_values(
+            "step"
+        )
+        if len(accuracy) < 2 or len(curve) < 2:
             reason = f"no BREVO {router} model keeping weights at two or more steps"
-            rows.append(untestable(finding, None, reason, src))
+            rows.append(untestable(finding, "brevo", router, None, reason, src))
             continue
-        last = strongest.iloc[-1]
-        sign = 1.0 if last.estimate >= 0 else -1.0  # a negative correlation is alignment too
-        strength = sign * strongest["estimate"].to_numpy()
-        low = min(sign * last.ci_low, sign * last.ci_high)
-        holds = low > 0 and strength[-1] > strength[0]
-        aligned = half_way_step(strongest["step"].to_numpy(), strength)
+        last = curve.iloc[-1]
+        strength = curve["estimate"].to_numpy()
+        aligned = half_way_step(curve["step"].to_numpy(), strength)
         learned = half_way_step(accuracy["step"].to_numpy(), accuracy["estimate"].to_numpy())
         if aligned is None or learned is None:
             order = "alignment does not rise" if aligned is None else "accuracy does not rise"
@@ -330,28 +754,46 @@ def dynamics_rows(dynamics: pd.DataFrame) -> list[dict]:
             order = "before" if aligned < learned else "after" if aligned > learned else "with"
             order = f"alignment emerges {order} accuracy"
         test = (
-            f"Spearman with {last.feature} at step {int(last.step)}: CI excludes 0 and stronger "
-            f"than at step {int(strongest['step'].iloc[0])} ({strength[0]:+.2f}); half-way: "
+            f"Spearman with {feature} (fixed in advance) at step {int(last.step)}: CI > 0 and "
+            f"stronger than at step {int(curve['step'].iloc[0])} ({strength[0]:+.2f}); half-way: "
             f"alignment at step {aligned}, accuracy at step {learned}: {order}"
         )
-        rows.append(row(finding, None, last.estimate, last.ci_low, last.ci_high, holds, test, src))
+        seeds = int(last.get("n_seeds", 1)) if pd.notna(last.get("n_seeds", 1)) else 1
+        est = Estimate(last.estimate, last.ci_low, last.ci_high, seeds)
+        holds = last.ci_low > 0 and strength[-1] > strength[0]
+        rows.append(
+            verdict(
+                finding, "brevo", router, None, est, holds, test, src, study.gates("brevo", router)
+            )
+        )
     return rows
 
 
+def gsm_rows(study: Study) -> list[dict]:
+    finding = "GSM-Symbolic: adaptive depth keeps accuracy at lower mean depth"
+    reason = "out of scope: needs a pretrained recurrent Llama (offline)"
+    return [untestable(finding, "gsm_symbolic", "all", 46.26, reason, "-")]
+
+
+FINDINGS: list[Callable[[Study], list[dict]]] = [
+    lano_rows,
+    drop_rows,
+    mano_rows,
+    depth_size_rows,
+    timing_rows,
+    lambda study: study.precondition_rows,
+    dynamics_rows,
+    gsm_rows,
+]
+
+
 def scorecard_table(
-    general, alignment, timing, dynamics, scale: str, seed: int = 0
+    tables: dict[str, pd.DataFrame], scale: str, seed: int = 0, n_boot: int = 2000
 ) -> pd.DataFrame:
-    rows = lano_rows(alignment) + drop_rows(general) + mano_rows(general, seed)
-    rows += [depth_size_row(general)] + timing_rows(timing) + depth_rows(general)
-    rows += dynamics_rows(dynamics)
-    rows.append(
-        untestable(
-            "GSM-Symbolic: adaptive depth keeps accuracy at lower mean depth",
-            46.26,
-            "out of scope: needs a pretrained recurrent Llama (offline)",
-            "-",
-        )
-    )
+    """Every finding of ``FINDINGS`` read from ``tables`` (name -> analysis table; a missing table
+    makes its findings not testable)."""
+    study = Study(dict(tables), seed=seed, n_boot=n_boot)
+    rows = [row for finding in FINDINGS for row in finding(study)]
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["scale"] = scale
     return table
@@ -366,33 +808,37 @@ def markdown(table: pd.DataFrame) -> str:
         "",
         "Generated by `anira.analysis.scorecard` from the analysis tables (criteria: docstring).",
         "",
-        "| finding | paper | ours | 95 % CI | holds | test |",
-        "|---|---|---|---|---|---|",
+        "| finding | task | router | paper | ours | 95 % CI | seeds | holds | test |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples(index=False):
         ci = f"[{cell(r.ci_low)}, {cell(r.ci_high)}]" if pd.notna(r.ci_low) else ""
         lines.append(
-            f"| {r.finding} | {cell(r.paper)} | {cell(r.ours)} | {ci} | {r.holds} | {r.test} |"
+            f"| {r.finding} | {r.task} | {r.router} | {cell(r.paper)} | {cell(r.ours)} | {ci} "
+            f"| {r.n_seeds} | {r.holds} | {r.test} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name in ("generalization", "alignment", "decision-timing", "dynamics"):
-        parser.add_argument(f"--{name}", required=True, help=f"{name} CSV table")
+    for name in TABLES:
+        parser.add_argument(f"--{name.replace('_', '-')}", required=True, help=f"{name} CSV table")
     parser.add_argument("--scale", required=True, help="scale the tables were computed at")
     parser.add_argument("--seed", type=int, default=0, help="seed of the parametric bootstrap")
     parser.add_argument("--out", required=True, help="scorecard CSV")
     parser.add_argument("--markdown", required=True, help="scorecard as a Markdown table")
     args = parser.parse_args(argv)
-    tables = []
-    for path in (args.generalization, args.alignment, args.decision_timing, args.dynamics):
+    tables = {}
+    for name in TABLES:
+        path = getattr(args, name)
         try:
-            tables.append(pd.read_csv(path))
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            tables[name] = pd.read_csv(path)
+        except pd.errors.EmptyDataError:
+            tables[name] = pd.DataFrame()
+        except (OSError, pd.errors.ParserError) as err:
             raise AniraInputError(f"cannot read table {path}: {err}") from err
-    table = scorecard_table(*tables, args.scale, args.seed)
+    table = scorecard_table(tables, args.scale, args.seed)
     write_table(table, args.out)
     atomic_write_text(args.markdown, markdown(table))
 

@@ -57,9 +57,13 @@ Per-token features, defined on the answer tokens that emit a node (``None`` on t
   step ``i`` (``v`` itself included when the order is valid);
 - ``newly_enabled``: the nodes of ``S`` that are available right after step ``i`` and were not
   right before it (they became available because ``v`` was emitted);
-- ``dfs_depth``: the recursion depth of the call that visits ``v`` in the gold DFS above (the query
-  is 0, a parent reached from it 1, ...; a node reachable by several paths keeps the depth of its
-  first visit);
+- ``dfs_depth``: the recursion depth of the call that visits ``v`` in a DFS from the query (the
+  query is 0, a parent reached from it 1, ...; a node reachable by several paths keeps the depth of
+  its first visit). Along the gold order it is the gold DFS above; along any other order (**ours**)
+  it is the DFS that follows the emitted order (:meth:`BrevoGraph.dfs_depth_along`), which emits
+  exactly that order whenever it is a DFS post-order (ties between DFS that emit the same order,
+  by smallest label) — so ``dfs_depth`` follows the emitted order like ``frontier`` and
+  ``newly_enabled``;
 - ``height``: the number of edges of the longest prerequisite chain ending at ``v`` (roots are 0);
 - ``dist_from_query``: the number of edges of the shortest path ``v -> ... -> query`` (query 0);
 - ``graph_size``: ``N``; ``dep_set_size``: ``|S|``;
@@ -67,9 +71,10 @@ Per-token features, defined on the answer tokens that emit a node (``None`` on t
 - ``is_hub``: 1.0 when ``in_degree + out_degree >= hub_degree`` (**ours**, a parameter), else 0;
 - ``max_degree``: the largest ``in_degree + out_degree`` over all nodes of the graph.
 
-``frontier`` and ``newly_enabled`` depend on the order; :meth:`BrevoTask.answer_features` computes
-every feature along any emitted order (nodes outside the graph get ``None``; nodes outside ``S`` get
-``None`` for ``dfs_depth`` and ``dist_from_query``).
+``frontier``, ``newly_enabled`` and ``dfs_depth`` depend on the order;
+:meth:`BrevoTask.answer_features` computes every feature along any emitted order (nodes outside
+the graph get ``None``; nodes outside ``S`` get ``None`` for ``dfs_depth`` and
+``dist_from_query``).
 
 Worked example (``hub_degree=3``)::
 
@@ -135,7 +140,7 @@ class BrevoGraph:
             self.parents[v].sort(key=label_number)
             self.children[v].sort(key=label_number)
         self.nodes = sorted(nodes, key=label_number)
-        self.gold_order, self.dfs_depth = self._dfs_post_order()
+        self.gold_order, _ = self._dfs_post_order()
         self.dep_set = set(self.gold_order)
         self.height = self._heights()
         self.dist_from_query = self._distances_to_query()
@@ -184,6 +189,42 @@ class BrevoGraph:
                     queue.append(p)
         return dist
 
+    def dfs_depth_along(self, order: list[str]) -> dict[str, int]:
+        """First-visit depth of every node of ``S`` in the DFS from the query that follows
+        ``order``. Entering parent ``p`` of a node emits, as one block, every node reachable from
+        ``p`` through unvisited nodes, ``p`` last; the DFS enters the smallest-label parent whose
+        block is the next stretch of ``order`` (when none is, ``order`` is no DFS post-order there
+        and it enters the parent ``order`` emits first). So when ``order`` is a DFS post-order this
+        DFS emits exactly ``order`` (several DFS can: the smallest labels break the tie), and along
+        the gold answer these are the gold DFS depths."""
+        first = {v: i for i, v in reversed(list(enumerate(order)))}
+        sequence = sorted((v for v in first if v in self.dep_set), key=first.__getitem__)
+        depth: dict[str, int] = {}
+        done: list[str] = []
+
+        def block(start: str) -> set[str]:
+            seen, stack = {start}, [start]
+            while stack:
+                fresh = [p for p in self.parents[stack.pop()] if p not in depth and p not in seen]
+                seen.update(fresh)
+                stack += fresh
+            return seen
+
+        def follows(p: str) -> bool:
+            nodes, start = block(p), len(done)
+            stretch = sequence[start : start + len(nodes)]
+            return set(stretch) == nodes and stretch[-1] == p
+
+        def visit(v: str, d: int) -> None:
+            depth[v] = d
+            while todo := [p for p in self.parents[v] if p not in depth]:
+                chosen = next((p for p in todo if follows(p)), None)
+                visit(chosen or min(todo, key=lambda p: first.get(p, len(order))), d + 1)
+            done.append(v)
+
+        visit(self.query, 0)
+        return depth
+
     def available(self, emitted: set[str]) -> set[str]:
         """Nodes of ``S`` not in ``emitted`` whose prerequisites are all in ``emitted``."""
         return {
@@ -207,6 +248,7 @@ class BrevoGraph:
         """Every per-token feature (see the module docstring) for the nodes emitted in ``order``."""
         out: dict[str, list[float | None]] = {name: [] for name in BrevoTask.features}
         max_degree = float(max(self.degree.values()))
+        dfs_depth = self.dfs_depth_along(order)
         emitted: set[str] = set()
         for v in order:
             before = self.available(emitted)
@@ -217,7 +259,7 @@ class BrevoGraph:
             values: dict[str, float | None] = {
                 "frontier": len(before),
                 "newly_enabled": len(after - before),
-                "dfs_depth": self.dfs_depth[v] if in_s else None,
+                "dfs_depth": dfs_depth[v] if in_s else None,
                 "height": self.height[v] if known else None,
                 "dist_from_query": self.dist_from_query[v] if in_s else None,
                 "graph_size": len(self.nodes),
