@@ -200,8 +200,8 @@ def test_switching_study_files_on_one_results_root_redoes_what_their_data_change
     fresh_256 = outputs(repo)
     set_n_train(repo, 128)
     result = snakemake(repo)
-    assert "was made from data generated from another config" in result.stderr
     assert outputs(repo) == fresh_128[1]
+    assert "was made from data generated from another config" in result.stderr
     log = (repo / "results/mini/logs/train/brevo/early/seed0.log").read_text()
     assert "128 examples" in log
     set_n_train(repo, 256)

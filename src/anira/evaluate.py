@@ -34,6 +34,12 @@ included) with the executed depth that emitted it and every task feature recompu
 order the model actually produced (``Task.answer_features``: for BREVO the frontier, newly enabled
 nodes and DFS depth of that order, not of the gold one). Decision-timing analyses run on these
 correctly solved samples, in their own order.
+
+Provenance: a model is evaluated on the dataset it was trained on (the digest its checkpoint
+records); another dataset is refused in one line naming both digests, unless
+``allow_other_data=true`` (a transfer experiment). A sequence longer than the model's context is
+refused before any split is evaluated. The output's ``config.yaml`` records the digests of the
+dataset and of the checkpoint's manifest.
 """
 
 from __future__ import annotations

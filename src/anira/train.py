@@ -24,6 +24,9 @@
   full, ``ulimit -f``, permissions) is one line naming the file and the cause.
 - A finished training of the same configuration is not redone: the run says so and exits 0;
   ``force=true`` retrains from step 0.
+- The config (``config.yaml``, and ``model.pt``'s) records the dataset it was trained on
+  (:func:`~anira.data.dataset_provenance`: its manifest's digest and that of its generating
+  config); a finished training on another dataset is an error naming both, unless ``force=true``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from anira import layout
+from anira.data import manifest_content
 from anira.io import AniraInputError, failed_files, sha256_file
 from anira.layout import MANIFEST, SPLITS
 from anira.model.model import ONLINE_RULES
@@ -232,12 +233,23 @@ def study_data_config(task):
     )
 
 
+def data_problems(directory):
+    """Why a dataset directory must be regenerated: files failing its manifest, or a manifest
+    without the content records that loading checks (written before them)."""
+    problems = failed(directory)
+    if problems or not Path(directory, MANIFEST).is_file():
+        return problems
+    if not manifest_content(Path(directory)):
+        return {MANIFEST: "records no row counts (written before content checks)"}
+    return {}
+
+
 def data_digest(task):
     """The digest of the dataset of `task` on disk (its manifest's SHA-256), or None when it is
     missing or broken (then it is regenerated, and an output's recorded config decides).
     """
     directory = DATA_DIR.format(task=task)
-    if not Path(directory, MANIFEST).is_file() or failed(directory):
+    if not Path(directory, MANIFEST).is_file() or data_problems(directory):
         return None
     return sha256_file(Path(directory, MANIFEST))
 
@@ -284,7 +296,9 @@ def redo_if_broken(pattern, reads_data=False):
     def check(wildcards):
         directory = pattern.format(**wildcards)
         if directory not in _CHECKED:
-            problems = failed(directory)
+            problems = (
+                data_problems(directory) if pattern == DATA_DIR else failed(directory)
+            )
             if reads_data and not problems and Path(directory, MANIFEST).is_file():
                 stale = other_data(directory, wildcards.task)
                 problems = {layout.RUN_CONFIG: stale} if stale else {}
