@@ -138,8 +138,8 @@ def test_a_sequence_longer_than_the_context_is_refused_before_any_work(trained, 
         ("scale.train.stesp=3", "unknown key scale.train.stesp (closest: scale.train.steps)"),
         ("sede=3", "unknown key sede (closest: seed)"),
         ("task.scales.mini.n_trian=5", "(closest: task.scales.mini.n_train)"),
-        ("scale.train.steps=１０", "scale.train.steps=１０"),
-        ("scale.train.steps=[1", "scale.train.steps=[1"),
+        ("scale.train.steps=１０", "cannot parse override 'scale.train.steps=１０' (non-ASCII"),
+        ("scale.train.steps=[1", "cannot parse override 'scale.train.steps=[1'"),
     ],
 )
 def test_every_bad_override_is_one_line_exit_2(tmp_path, override, message):

@@ -230,10 +230,28 @@ def compose(app: str, overrides: Sequence[str], hydra: bool = False) -> DictConf
         ):
             return hydra_compose(app, overrides=list(overrides), return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as err:
-        unknown = unknown_key(app, overrides)
+        unknown = unparsable(overrides) or unknown_key(app, overrides)
         if unknown:
             raise AniraInputError(unknown) from err
         raise AniraInputError(f"anira.{app} {' '.join(overrides)}: {one_line(err)}") from err
+
+
+def unparsable(overrides: Sequence[str]) -> str | None:
+    """``cannot parse override …`` for the first override Hydra's grammar rejects (naming its
+    non-ASCII characters, such as a fullwidth digit, where it has some), or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            with redirect_stderr(io.StringIO()):
+                parser.parse_override(override)
+        except HydraException:
+            odd = sorted({c for c in override if not c.isascii()})
+            hint = f" (non-ASCII characters {', '.join(map(repr, odd))})" if odd else ""
+            return f"cannot parse override {override!r}{hint}; see Hydra's override grammar"
+    return None
 
 
 def unknown_key(app: str, overrides: Sequence[str]) -> str | None:
