@@ -38,7 +38,7 @@ import torch
 from omegaconf import OmegaConf
 
 from anira.data import build_task
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.model import AniraModel, ModelConfig, ModelOutput
 from anira.model.decode import IncrementalDecoder
 
@@ -186,7 +186,7 @@ def main() -> None:
     torch.manual_seed(0)
     contexts = [int(c) for c in args.contexts.split(",")]
     result = {
-        "machine": machine_info(),
+        **measured_on(["config/task/*.yaml", "config/scale/*.yaml", "config/grammars/*"]),
         "new_tokens": args.new_tokens,
         "context": context_rows(args.models.split(","), contexts, args.new_tokens),
         "tasks": task_rows(

@@ -37,7 +37,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
+from anira.spec import study_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 DECODES = ("cached", "reference")
@@ -177,7 +178,7 @@ def report(rows: list[dict], jobs: Counter, configfile: str, out: Path) -> None:
     atomic_write_json(
         out,
         {
-            "machine": machine_info(),
+            **measured_on(study_configs(configfile)),
             "configfile": configfile,
             "rows": rows,
             "study": study,

@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from anira.data import build_task
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,8 @@ def main() -> None:
     header = " ".join(f"{mix + ' ex/s':>18} {'tokens':>7}" for mix in MIXES)
     print(f"{'task':<26} {header} {'paper train set (min)':>22}")
     results = run([t for t in args.tasks.split(",") if t] or None, args.seconds)
-    report = {"seconds_per_mix": args.seconds, "machine": machine_info(), "results": results}
+    configs = ["config/task/*.yaml", "config/scale/*.yaml", "config/grammars/*"]
+    report = {"seconds_per_mix": args.seconds, **measured_on(configs), "results": results}
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")
 

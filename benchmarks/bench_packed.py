@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.model import AniraModel, ModelConfig, packed
 from anira.model.model import DenseExecutor
 from anira.model.packed import PackedExecutor
@@ -408,7 +408,7 @@ def main() -> None:
     for name in args.models.split(","):
         rows += speed_rows(name, args.quick, args.min_time)
     result = {
-        "machine": machine_info(),
+        **measured_on(["config/scale/mini.yaml"]),
         "seq_len": SEQ_LEN,
         "crossover": cross,
         "crossover_table": table,

@@ -57,7 +57,7 @@ import torch._inductor.config
 from bench_evaluate import mini_dataset, mini_training, run_module
 from bench_packed import depths, timed
 
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.model import AniraModel, ModelConfig
 from anira.model import packed as packed_module
 from anira.model.model import DenseExecutor
@@ -287,7 +287,7 @@ def main() -> None:
 
     start = time.perf_counter()
     result: dict[str, Any] = {
-        "machine": machine_info(),
+        **measured_on(["config/scale/*.yaml"]),
         "seq_len": SEQ_LEN,
         "max_depth": MAX_DEPTH,
         "slot_attention_limit": packed_module.SLOT_ATTENTION_LIMIT,

@@ -37,8 +37,9 @@ import torch
 from omegaconf import OmegaConf
 
 from anira.data import build_task
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.model import AniraModel, ModelConfig, ModelOutput
+from anira.spec import study_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 128  # the LM head's share is small; the tasks' vocabularies are below this
@@ -149,7 +150,7 @@ def main() -> None:
     kind, task_name, hours = max(jobs, key=lambda job: job[2])
     total = phases["training_gpu_h"] + phases["evaluation_gpu_h"]
     result = {
-        "machine": machine_info(),
+        **measured_on(study_configs(args.configfile)),
         "configfile": args.configfile,
         "estimate": True,
         "assumed_gpu_tflops": args.gpu_tflops,

@@ -24,6 +24,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from anira.io import measured_on
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
 
@@ -160,6 +162,7 @@ def main() -> None:
         print(f"[{group}] mutmut for at most {share / 60:.1f} min", flush=True)
         finished[group] = share > 0 and run_mutmut(GROUPS[group], share)
     report = summarize(verdicts(), finished, args.budget_minutes)
+    report |= measured_on(["pyproject.toml"])  # its settings: [tool.mutmut]
     tmp = RESULTS.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     tmp.replace(RESULTS)

@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 from anira.analysis.alignment import COLUMNS as ALIGNMENT_COLUMNS
 from anira.analysis.alignment import DEPTHS, alignment_table
 from anira.analysis.records import load_records
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.layout import SPLITS, TEST, TRAIN, record_file
 from anira.spec import compose_run
 
@@ -253,7 +253,18 @@ def main() -> None:
     atomic_write_json(
         out,
         {
-            "machine": machine_info(),
+            **measured_on(
+                [
+                    f"config/task/{args.task}.yaml",
+                    *(f"config/router/{router}.yaml" for router in args.routers.split(",")),
+                    "config/router/fixed.yaml",
+                    "config/scale/mini.yaml",
+                    "config/generate.yaml",
+                    "config/train.yaml",
+                    "config/evaluate.yaml",
+                    "config/grammars/*",
+                ]
+            ),
             "overrides": args.overrides,
             "chosen_on_val": chosen,
             "rows": rows,

@@ -6,6 +6,8 @@ The evaluation records are synthetic but follow the contract of ``anira.evaluate
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -440,6 +442,13 @@ def test_cli_writes_identical_tables_twice(eval_dirs, tmp_path):
             assert result.returncode == 0, result.stderr
     for name in ("alignment.csv", "curves.csv", "gen.csv", "hist.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # Each table names the evaluations it was computed from by their manifests' digests.
+    digests = {
+        str(d): hashlib.sha256((d / "manifest.json").read_bytes()).hexdigest() for d in eval_dirs
+    }
+    for name in ("alignment", "curves", "gen", "hist"):
+        inputs = json.loads((tmp_path / "a" / f"{name}.inputs.json").read_text())
+        assert inputs == {"evaluations": digests}, name
     table = pd.read_csv(tmp_path / "a" / "alignment.csv")
     assert set(table["split"]) == {"test", "interp", "extrap"}
 

@@ -185,7 +185,7 @@ def test_finished_training_reruns_only_when_forced(tiny_dataset, tmp_path, capsy
 def test_a_study_files_bad_override_fails_while_the_dag_is_built():
     """A typo'd key and a bad value in a study's overrides stop Snakemake before any job runs."""
     for override, message in (
-        ("scale.train.stesp=3", "Could not override 'scale.train.stesp'"),
+        ("scale.train.stesp=3", "unknown key scale.train.stesp (closest: scale.train.steps)"),
         ("scale.train.batch_size=-4", "scale.train.batch_size must be a positive integer"),
     ):
         study = f'overrides={{"train": ["{override}"]}}'

@@ -3,7 +3,9 @@
 - :data:`CONFIG_DIR` is the repository's ``config/`` directory (``$ANIRA_CONFIG_DIR`` overrides).
 - :func:`anira_main` turns a ``main(cfg)`` function into a Hydra app whose user-facing errors
   (:class:`~anira.io.AniraInputError`) are printed as one line ``error: ...`` on stderr, exiting
-  with status 2, before any heavy work.
+  with status 2, before any heavy work. The command line is composed first
+  (:func:`anira.spec.compose`), so an unknown key (with the closest valid one) or a value Hydra
+  cannot parse is such a line too, instead of Hydra's multi-line report.
 
 Each primary config (``config/<stage>.yaml``) must keep Hydra from writing anything of its own —
 no timestamped ``outputs/`` tree, no ``.hydra/`` directory, no log file::
@@ -94,8 +96,13 @@ def anira_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
 
         @functools.wraps(func)
         def entry() -> Any:
+            from anira.spec import compose
+
+            argv = sys.argv[1:]
             try:
-                check_group_choices(sys.argv[1:])
+                check_group_choices(argv)
+                if not any(arg.startswith("-") for arg in argv):  # Hydra's own flags pass
+                    compose(config_name, argv, hydra=True)
             except AniraInputError as err:
                 fail(str(err))
             return hydra_app()

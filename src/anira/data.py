@@ -6,7 +6,8 @@ A dataset directory holds, for one task, scale and seed::
     vocab.json     the token list (``<pad>`` at id 0) and its SHA-256
     config.yaml    the task config, scale, seed and the task's effective parameters
     summary.json   counts and rejected duplicates per split and size
-    manifest.json  SHA-256 of every file above (written last)
+    manifest.json  SHA-256 of every file above (written last); per split, its rows per size and
+                   the SHA-256 of its example ids
 
 Splits by difficulty: ``train``, ``val`` and ``test`` use the training sizes, ``interp`` sizes
 held out strictly inside the training range, ``extrap`` sizes strictly beyond it. ``n_train``
@@ -29,6 +30,7 @@ undefined) per feature of the task, all lists aligned with ``tokens``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -50,6 +52,8 @@ from anira.io import (
     atomic_path,
     atomic_write_json,
     atomic_write_text,
+    read_manifest,
+    sha256_file,
     verify_manifest,
     write_manifest,
 )
@@ -461,14 +465,136 @@ def generate_dataset(
             out_dir.rmdir()
         raise
     vocab.save(out_dir / VOCAB)
-    config = {"task": task_cfg, "scale": scale_name, "seed": seed, "params": params}
-    atomic_write_text(out_dir / DATA_CONFIG, OmegaConf.to_yaml(OmegaConf.create(config)))
+    atomic_write_text(out_dir / DATA_CONFIG, data_config_text(task_cfg, scale_name, seed, params))
     atomic_write_json(out_dir / SUMMARY, summary)
     artifacts = task.artifacts()
     for name, text in artifacts.items():
         atomic_write_text(out_dir / name, text)
-    write_manifest(out_dir, data_files(artifacts))
+    write_dataset_manifest(out_dir, data_files(artifacts))
     return summary
+
+
+def data_config_text(task_cfg: Mapping[str, Any], scale: str, seed: int, params: dict) -> str:
+    """The bytes of a dataset's ``config.yaml``: what the data was generated from. The workflow
+    computes it for the study too (:func:`anira.spec.dataset_config_sha256`), so a model whose data
+    was generated from another config is redone before its dataset is regenerated."""
+    config = {"task": dict(task_cfg), "scale": scale, "seed": seed, "params": params}
+    return OmegaConf.to_yaml(OmegaConf.create(config))
+
+
+# ---------------------------------------------------------------------------------------------
+# Content checks: what a checksum cannot tell. A manifest regenerated over a corrupted split
+# matches its files; the rows must still be those the generator wrote (ids in order, the counts
+# of summary.json) and no evaluation example may repeat a training example.
+
+
+def ids_sha256(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()
+
+
+def split_content(path: Path) -> dict[str, Any]:
+    """Rows per size and the digest of the example ids of one split file."""
+    table = pq.read_table(path, columns=["id", "size"])
+    ids = [str(i) for i in table.column("id").to_pylist()]
+    rows = rows_per_size(pd.Series(table.column("size").to_numpy(), dtype="int64"))
+    return {"rows": rows, "ids_sha256": ids_sha256(ids)}
+
+
+def rows_per_size(sizes: pd.Series) -> dict[str, int]:
+    return {str(size): int(n) for size, n in sizes.value_counts().sort_index().items()}
+
+
+def write_dataset_manifest(out_dir: Path, names: list[str]) -> None:
+    """The manifest of a dataset: checksums, and per split its rows per size and ids digest."""
+    content = {split: split_content(out_dir / split_file(split)) for split in SPLITS}
+    write_manifest(out_dir, names, content=content)
+
+
+def dataset_sha256(data_dir: str | os.PathLike) -> str:
+    """The digest a dataset is known by: the SHA-256 of its manifest, which lists the SHA-256 of
+    every file (a checkpoint and an evaluation record it)."""
+    read_manifest(data_dir)  # a missing or corrupt manifest is one line
+    return sha256_file(Path(data_dir) / MANIFEST)
+
+
+def dataset_provenance(data_dir: str | os.PathLike) -> dict[str, str]:
+    """What an output records of the dataset it read: the manifest's digest and that of the
+    ``config.yaml`` it was generated from (the workflow compares the latter with the study's)."""
+    return {
+        "manifest_sha256": dataset_sha256(data_dir),
+        "config_sha256": read_manifest(data_dir)[DATA_CONFIG],
+    }
+
+
+def other_dataset(what: Path, trained: dict | None, data_dir: Path, data: dict) -> str:
+    """Why ``what`` (made from the dataset ``trained`` records) is not an output of ``data_dir``
+    (whose :func:`dataset_provenance` is ``data``): both digests, shortened."""
+    had = "no recorded dataset" if not trained else f"dataset {trained['manifest_sha256'][:12]}"
+    return f"{what} was trained on {had}, not on {data_dir} ({data['manifest_sha256'][:12]})"
+
+
+def expected_ids(split: str, counts: Mapping[str, Any]) -> list[str]:
+    """The ids the generator gives a split with ``counts`` (size → count), in its order: sizes
+    ascending (:func:`plan_splits`), then by draw."""
+    ordered = sorted(counts.items(), key=lambda item: int(item[0]))
+    return [f"{split}-{size}-{i:07d}" for size, n in ordered for i in range(int(n))]
+
+
+def check_content(data_dir: Path, split: str, df: pd.DataFrame) -> None:
+    """Raise :class:`AniraInputError` unless the rows of ``split`` are those generated: no repeated
+    id, the rows per size of ``summary.json`` and of the manifest, the ids in generation order,
+    the manifest's ids digest, and (evaluation splits) no token sequence of ``train``."""
+    path = data_dir / split_file(split)
+    ids = [str(i) for i in df["id"]]
+    repeated = df["id"][df["id"].duplicated()]
+    if len(repeated):
+        raise AniraInputError(f"{path} repeats example ids ({repeated.iloc[0]} first)")
+    try:
+        summary = json.loads((data_dir / SUMMARY).read_text())["splits"][split]
+        counts = {size: int(stats["count"]) for size, stats in summary.items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        where = data_dir / SUMMARY
+        raise AniraInputError(f"cannot read the {split} counts of {where}: {err}") from err
+    rows = rows_per_size(df["size"])
+    if rows != {size: n for size, n in counts.items() if n}:
+        raise AniraInputError(f"{path} has rows per size {rows}, {SUMMARY} says {counts}")
+    if ids != expected_ids(split, counts):
+        raise AniraInputError(f"{path} holds its rows out of generation order (shuffled or edited)")
+    recorded = manifest_content(data_dir).get(split)
+    if recorded is None:
+        raise AniraInputError(f"{data_dir / MANIFEST} records no content of {split}: regenerate")
+    if recorded.get("rows") != rows or recorded.get("ids_sha256") != ids_sha256(ids):
+        raise AniraInputError(f"{path} does not match the rows and ids its manifest records")
+    if split != TRAIN and len(df):
+        train_keys = _train_keys(str(data_dir), dataset_sha256(data_dir))
+        leaked = [
+            i
+            for i, tokens in zip(ids, df["token_str"], strict=True)
+            if sequence_key(list(tokens)) in train_keys
+        ]
+        if leaked:
+            raise AniraInputError(
+                f"{path}: {len(leaked)} examples repeat a training example ({leaked[0]} first)"
+            )
+
+
+def manifest_content(data_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((data_dir / MANIFEST).read_text()).get("content") or {}
+    except (OSError, json.JSONDecodeError, AttributeError) as err:
+        raise AniraInputError(f"corrupt manifest {data_dir / MANIFEST}: {err}") from err
+
+
+@functools.lru_cache(maxsize=4)
+def _train_keys(data_dir: str, manifest_sha256: str) -> frozenset[bytes]:
+    """The token sequences of a dataset's ``train`` split (cached per manifest digest: evaluating
+    every split reads them once)."""
+    batches = pq.ParquetFile(Path(data_dir) / split_file(TRAIN)).iter_batches(
+        batch_size=CHUNK, columns=["token_str"]
+    )  # a chunk at a time: a paper-scale train split's strings would not fit in memory at once
+    return frozenset(
+        sequence_key(tokens) for batch in batches for tokens in batch.column(0).to_pylist()
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -495,7 +621,8 @@ def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
     """One split as a DataFrame, after checking checksums, columns and token ids.
 
     Raises :class:`AniraInputError` when the directory, manifest or file is missing, truncated,
-    modified, or from another task or vocabulary.
+    modified, or from another task or vocabulary, or when its rows are not those generated
+    (:func:`check_content`: a checksum alone trusts a manifest regenerated over edited rows).
     """
     if split not in SPLITS:
         raise AniraInputError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
@@ -518,6 +645,7 @@ def load_split(data_dir: str | os.PathLike, split: str) -> pd.DataFrame:
     ids = table.column("tokens").combine_chunks().flatten().to_numpy()
     if len(ids) and (ids.min() < 0 or ids.max() >= len(vocab)):
         raise AniraInputError(f"{path} has token ids outside its vocabulary of {len(vocab)}")
+    check_content(data_dir, split, df)
     return df
 
 

@@ -34,6 +34,12 @@ included) with the executed depth that emitted it and every task feature recompu
 order the model actually produced (``Task.answer_features``: for BREVO the frontier, newly enabled
 nodes and DFS depth of that order, not of the gold one). Decision-timing analyses run on these
 correctly solved samples, in their own order.
+
+Provenance: a model is evaluated on the dataset it was trained on (the digest its checkpoint
+records); another dataset is refused in one line naming both digests, unless
+``allow_other_data=true`` (a transfer experiment). A sequence longer than the model's context is
+refused before any split is evaluated. The output's ``config.yaml`` records the digests of the
+dataset and of the checkpoint's manifest.
 """
 
 from __future__ import annotations
@@ -50,20 +56,29 @@ from omegaconf import DictConfig, OmegaConf
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
 from anira.checkpoint import read_state
 from anira.cli import anira_main
-from anira.data import Vocabulary, load_split, load_task, load_vocab, row_to_example
+from anira.data import (
+    Vocabulary,
+    dataset_provenance,
+    load_split,
+    load_task,
+    load_vocab,
+    other_dataset,
+    row_to_example,
+)
 from anira.io import (
     AniraInputError,
     atomic_write_text,
     atomic_write_with,
     ensure_writable,
+    sha256_file,
     verify_manifest,
     write_manifest,
 )
-from anira.layout import MODEL, RECORD_KINDS, RUN_CONFIG, SPLITS, TRAIN, record_file
+from anira.layout import MANIFEST, MODEL, RECORD_KINDS, RUN_CONFIG, SPLITS, TRAIN, record_file
 from anira.model import AniraModel, ModelConfig
 from anira.model.decode import generate, generate_reference
 from anira.model.model import ONLINE_RULES
-from anira.spec import RunSpec, choice, integer
+from anira.spec import RunSpec, choice, flag, integer
 from anira.tasks import Example, Task
 
 EXTRA_ANSWER_TOKENS = 4  # generation may run this far past the gold answer before it is cut off
@@ -425,7 +440,33 @@ def evaluation_settings(cfg: DictConfig) -> dict:
         "inference_rule": None if rule is None else choice(rule, "inference_rule", ONLINE_RULES),
         "decode": choice(cfg.decode, "decode", ("cached", "reference")),
         "sample_seed": integer(cfg.sample_seed, "sample_seed", 0),
+        "allow_other_data": flag(cfg.allow_other_data, "allow_other_data"),
     }
+
+
+def check_inputs(
+    ckpt_dir: Path, data_dir: Path, state: dict, frames: dict, model: AniraModel, allow: bool
+) -> dict:
+    """What the evaluation was made from (recorded in its ``config.yaml``: the dataset's
+    :func:`~anira.data.dataset_provenance` and the checkpoint's manifest digest; with
+    ``allow_other_data``, the model's own dataset is in the checkpoint), after refusing a
+    dataset other than the model's own (unless ``allow``: a deliberate transfer experiment) and a
+    sequence longer than the model's context, before any work."""
+    data = dataset_provenance(data_dir)
+    trained = state["config"].get("data")
+    if trained != data and not allow:
+        raise AniraInputError(
+            f"{other_dataset(ckpt_dir, trained, data_dir, data)}; evaluate it on its own "
+            "dataset, or pass allow_other_data=true for a transfer experiment"
+        )
+    for split, frame in frames.items():
+        longest = int(frame["tokens"].map(len).max()) if len(frame) else 0
+        if longest > model.cfg.max_seq_len:
+            raise AniraInputError(
+                f"{data_dir} {split} has a sequence of {longest} tokens, longer than the context "
+                f"of {ckpt_dir} ({model.cfg.max_seq_len}); evaluate it on data it can read"
+            )
+    return {"data": data, "checkpoint": {"manifest_sha256": sha256_file(ckpt_dir / MANIFEST)}}
 
 
 def evaluate(cfg: DictConfig) -> Path:
@@ -439,6 +480,7 @@ def evaluate(cfg: DictConfig) -> Path:
     if all(frame.empty for frame in frames.values()):
         raise AniraInputError(f"splits {list(cfg.splits)} of {data_dir} hold no examples")
     model, state = load_checkpoint(ckpt_dir, vocab, settings["inference_rule"])
+    inputs = check_inputs(ckpt_dir, data_dir, state, frames, model, settings["allow_other_data"])
     run = RunSpec.from_saved(state["config"])
     task = load_task(data_dir)  # the dataset's effective parameters score its examples
     ensure_writable(out_dir)
@@ -491,7 +533,8 @@ def evaluate(cfg: DictConfig) -> Path:
             name = record_file(split, kind)
             atomic_write_with(out_dir / name, lambda p, t=rows: t.to_parquet(p, index=False))
             written.append(name)
-    atomic_write_text(out_dir / RUN_CONFIG, OmegaConf.to_yaml(cfg, resolve=True))
+    record = OmegaConf.to_container(cfg, resolve=True) | inputs
+    atomic_write_text(out_dir / RUN_CONFIG, OmegaConf.to_yaml(OmegaConf.create(record)))
     write_manifest(out_dir, [*written, RUN_CONFIG])
     return out_dir
 

@@ -3,8 +3,9 @@
 Every file the pipeline produces is written under a temporary name in the same directory and then
 renamed, so a crash never leaves a half-written file under the final name. Directories of outputs
 carry a ``manifest.json`` with the SHA-256 of each file so a truncated or mismatched input is
-detected before any heavy work. ``machine_info`` describes the machine a benchmark result was
-measured on, for every JSON under ``benchmarks/results/``.
+detected before any heavy work. ``provenance`` says what a benchmark result was measured on (the
+commit, the date, the machine, the configs it depends on), for every JSON under
+``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,12 +108,17 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def write_manifest(
-    directory: str | os.PathLike, names: list[str], manifest: str = MANIFEST_NAME
+    directory: str | os.PathLike,
+    names: list[str],
+    manifest: str = MANIFEST_NAME,
+    content: dict[str, Any] | None = None,
 ) -> None:
-    """Record the SHA-256 of ``names`` (files inside ``directory``) in its manifest."""
+    """Record the SHA-256 of ``names`` (files inside ``directory``) in its manifest, with
+    ``content`` (what a reader checks beyond checksums, e.g. a dataset's row counts) if given."""
     directory = Path(directory)
     entries = {name: sha256_file(directory / name) for name in sorted(names)}
-    atomic_write_json(directory / manifest, {"sha256": entries})
+    extra = {} if content is None else {"content": content}
+    atomic_write_json(directory / manifest, {"sha256": entries, **extra})
 
 
 def read_manifest(directory: str | os.PathLike, manifest: str = MANIFEST_NAME) -> dict[str, str]:
@@ -170,15 +177,73 @@ def failed_files(directory: str | os.PathLike) -> dict[str, str]:
     return {name: problem for name, problem in problems.items() if problem}
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the processor string elsewhere)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """The checked-out commit, ``-dirty`` when tracked files differ from it; ``unknown`` outside
+    a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=root).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def config_digests(patterns: Iterable[str], root: Path = REPO_ROOT) -> dict[str, str]:
+    """Repository path → SHA-256 of every file matching ``patterns`` (globs relative to
+    ``root``, e.g. ``config/task/*.yaml``)."""
+    paths = sorted({path for pattern in patterns for path in root.glob(pattern) if path.is_file()})
+    return {str(path.relative_to(root)): sha256_file(path) for path in paths}
+
+
+def combined_digest(digests: dict[str, str]) -> str:
+    """One digest of ``path → SHA-256`` pairs (order-free)."""
+    return hashlib.sha256(json.dumps(digests, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def measured_on(configs: Iterable[str]) -> dict[str, Any]:
+    """What a benchmark result was measured on, as two keys of its JSON: ``machine``
+    (:func:`machine_info`) and ``provenance``: the commit, the date and time (UTC) and the configs
+    it depends on (``configs``: globs relative to the repository), each file's SHA-256 and one
+    digest of them all. tests/test_repository.py flags a result quoted in README or docs/ whose
+    configs have changed since."""
+    patterns = sorted(configs)
+    digests = config_digests(patterns)
+    return {
+        "machine": machine_info(),
+        "provenance": {
+            "commit": git_commit(),
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "config_patterns": patterns,
+            "configs": digests,
+            "config_sha256": combined_digest(digests),
+        },
+    }
+
+
 def machine_info() -> dict[str, Any]:
-    """Where and when a benchmark ran: date (UTC), platform, processor, CPU count, Python, torch,
-    torch's intra-op threads and the CUDA device (None without one). torch is imported here, so
-    importing this module stays light."""
+    """Where and when a benchmark ran: date (UTC), platform, CPU model, processor, CPU count,
+    Python, torch, torch's intra-op threads and the CUDA device (None without one). torch is
+    imported here, so importing this module stays light."""
     import torch
 
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "platform": platform.platform(),
+        "cpu_model": cpu_model(),
         "processor": platform.processor(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

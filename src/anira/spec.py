@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+import hashlib
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import redirect_stderr
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -209,8 +213,8 @@ class RunSpec:
 
 def compose(app: str, overrides: Sequence[str], hydra: bool = False) -> DictConfig:
     """The config ``python -m anira.<app> <overrides>`` runs with (``hydra``: with Hydra's own
-    node); an override naming a key or an option that does not exist is one
-    :class:`AniraInputError` line."""
+    node); an override naming a key or an option that does not exist, or a value Hydra cannot
+    parse, is one :class:`AniraInputError` line (an unknown key names the closest one)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -219,10 +223,65 @@ def compose(app: str, overrides: Sequence[str], hydra: bool = False) -> DictConf
 
     check_group_choices(list(overrides))
     try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+        # Hydra's override lexer prints its own trace to stderr before raising: kept out.
+        with (
+            initialize_config_dir(str(CONFIG_DIR), version_base=None),
+            redirect_stderr(io.StringIO()),
+        ):
             return hydra_compose(app, overrides=list(overrides), return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as err:
+        unknown = unparsable(overrides) or unknown_key(app, overrides)
+        if unknown:
+            raise AniraInputError(unknown) from err
         raise AniraInputError(f"anira.{app} {' '.join(overrides)}: {one_line(err)}") from err
+
+
+def unparsable(overrides: Sequence[str]) -> str | None:
+    """``cannot parse override …`` for the first override Hydra's grammar rejects (naming its
+    non-ASCII characters, such as a fullwidth digit, where it has some), or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            with redirect_stderr(io.StringIO()):
+                parser.parse_override(override)
+        except HydraException:
+            odd = sorted({c for c in override if not c.isascii()})
+            hint = f" (non-ASCII characters {', '.join(map(repr, odd))})" if odd else ""
+            return f"cannot parse override {override!r}{hint}; see Hydra's override grammar"
+    return None
+
+
+def unknown_key(app: str, overrides: Sequence[str]) -> str | None:
+    """``unknown key K (closest: …)`` for the first override whose key the config of ``app``
+    lacks (``+key=`` adds one, so it is never unknown), or None."""
+    import difflib
+
+    from anira.cli import CONFIG_DIR
+
+    groups = [o for o in overrides if "=" in o and (CONFIG_DIR / o.split("=")[0]).is_dir()]
+    try:
+        keys = list(dotted_keys(compose(app, groups, hydra=True)))
+    except AniraInputError:
+        return None
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("~")
+        if "=" not in override or key.startswith("+") or key in keys:
+            continue
+        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+        return f"unknown key {key}" + (f" (closest: {close[0]})" if close else "")
+    return None
+
+
+def dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
+    """Every key of a config, nested ones as ``a.b.c``."""
+    if isinstance(node, DictConfig):
+        for key in node:
+            path = f"{prefix}{key}"
+            yield path
+            yield from dotted_keys(node._get_node(key), f"{path}.")
 
 
 @functools.cache
@@ -243,13 +302,53 @@ def compose_run(
 
 
 @functools.cache
-def dataset_files(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> list[str]:
-    """The files ``python -m anira.generate task=… scale=… seed=… <overrides>`` writes, after
-    validating its sizes (:func:`anira.data.plan_splits`) as generate itself does first."""
+def planned_dataset(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> Any:
+    """The task, config and effective parameters of ``python -m anira.generate task=… scale=…
+    seed=… <overrides>``, after validating its sizes (:func:`anira.data.plan_splits`) as generate
+    itself does first."""
     from anira.data import build_task
-    from anira.layout import data_files
 
     choices = [f"task={task}", f"scale={scale}", f"seed={seed}"]
     cfg = compose("generate", [*choices, *overrides, "out_dir=-"])
-    built, _, _ = build_task(OmegaConf.to_container(cfg.task, resolve=True), scale)
-    return data_files(built.artifacts())
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    built, params, _ = build_task(task_cfg, scale)
+    return built, task_cfg, params, cfg.seed
+
+
+def dataset_files(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> list[str]:
+    """The files that generate run writes (:func:`planned_dataset`)."""
+    from anira.layout import data_files
+
+    return data_files(planned_dataset(task, scale, seed, overrides)[0].artifacts())
+
+
+def dataset_config_sha256(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> str:
+    """The SHA-256 of the ``config.yaml`` that generate run writes (:func:`planned_dataset`): the
+    workflow compares it with the one each output recorded of the data it read."""
+    from anira.data import data_config_text
+
+    _, task_cfg, params, seed = planned_dataset(task, scale, seed, overrides)
+    return hashlib.sha256(data_config_text(task_cfg, scale, seed, params).encode()).hexdigest()
+
+
+def study_configs(configfile: str) -> list[str]:
+    """The config files a study depends on (globs relative to the repository, for
+    :func:`anira.io.measured_on`): the study file, the default study it extends, and the stage,
+    scale, task and router configs it names."""
+    default = OmegaConf.load("config/config.yaml") if Path("config/config.yaml").is_file() else {}
+    study = OmegaConf.merge(default, OmegaConf.load(configfile))
+    routers = {
+        *study.routers,
+        *(r for rs in (study.get("task_routers") or {}).values() for r in rs),
+    }
+    return [
+        "config/config.yaml",
+        configfile,
+        "config/generate.yaml",
+        "config/train.yaml",
+        "config/evaluate.yaml",
+        "config/grammars/*",
+        f"config/scale/{study.scale}.yaml",
+        *(f"config/task/{task}.yaml" for task in study.tasks),
+        *(f"config/router/{router}.yaml" for router in sorted(routers)),
+    ]

@@ -24,6 +24,9 @@
   full, ``ulimit -f``, permissions) is one line naming the file and the cause.
 - A finished training of the same configuration is not redone: the run says so and exits 0;
   ``force=true`` retrains from step 0.
+- The config (``config.yaml``, and ``model.pt``'s) records the dataset it was trained on
+  (:func:`~anira.data.dataset_provenance`: its manifest's digest and that of its generating
+  config); a finished training on another dataset is an error naming both, unless ``force=true``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
 from anira.checkpoint import read_state, state_bytes
 from anira.cli import anira_main
-from anira.data import Vocabulary, load_split, load_vocab
+from anira.data import Vocabulary, dataset_provenance, load_split, load_vocab, other_dataset
 from anira.io import (
     AniraInputError,
     atomic_write_bytes,
@@ -177,7 +180,9 @@ def max_sequence_length(data_dir: Path) -> int:
     return max(int(split.max()) for split in lengths if len(split))  # a split may have no sizes
 
 
-def finished_training(out_dir: Path, config: dict[str, Any], force: bool, files: list[str]) -> bool:
+def finished_training(
+    out_dir: Path, data_dir: Path, config: dict[str, Any], force: bool, files: list[str]
+) -> bool:
     """Whether ``out_dir`` already holds the finished training of ``config`` (``files``: what
     its manifest must list and match).
 
@@ -195,7 +200,11 @@ def finished_training(out_dir: Path, config: dict[str, Any], force: bool, files:
         verify_manifest(out_dir, files)
     except AniraInputError as err:
         raise AniraInputError(f"{err}; pass force=true to retrain") from err
-    if comparable(read_state(out_dir / MODEL)["config"]) != config:
+    trained = comparable(read_state(out_dir / MODEL)["config"])
+    if trained.get("data") != config["data"]:
+        stale = other_dataset(out_dir / MODEL, trained.get("data"), data_dir, config["data"])
+        raise AniraInputError(f"{stale}; pass force=true to retrain")
+    if trained != config:
         raise AniraInputError(
             f"{out_dir / MODEL} was trained with another configuration; "
             "choose another out_dir or pass force=true to retrain"
@@ -345,10 +354,11 @@ def train(cfg: DictConfig) -> Status:
     threads = integer(cfg.threads, "threads", 0)
     data_dir, out_dir = Path(cfg.data_dir), Path(cfg.out_dir)
     config = comparable(OmegaConf.to_container(cfg, resolve=True))
+    config["data"] = dataset_provenance(data_dir)  # model.pt and config.yaml record their data
     settings = spec.train
     kept = dynamics_steps(settings.steps, settings.warmup_steps, settings.dynamics_checkpoints)
     files = [*CHECKPOINT_FILES, *(dynamics_file(step) for step in kept)]
-    if finished_training(out_dir, config, bool(cfg.force), files):
+    if finished_training(out_dir, data_dir, config, bool(cfg.force), files):
         print(
             f"{out_dir / MODEL} is already trained with this configuration; nothing to do "
             "(force=true retrains)",

@@ -14,10 +14,17 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from anira import layout
-from anira.io import AniraInputError, failed_files
+from anira.data import manifest_content
+from anira.io import AniraInputError, failed_files, sha256_file
 from anira.layout import MANIFEST, SPLITS
 from anira.model.model import ONLINE_RULES
-from anira.spec import compose, compose_run, dataset_files, default_choices
+from anira.spec import (
+    compose,
+    compose_run,
+    dataset_config_sha256,
+    dataset_files,
+    default_choices,
+)
 
 CONDA_ENV = "../envs/anira.yaml"  # relative to the rule files
 
@@ -69,6 +76,21 @@ validate_study(config)
 SCALE = config["scale"]
 RESULTS = config["results_root"] or f"results/{SCALE}"
 FIGURES_DIR = config["figures_dir"]
+
+
+def usable_path(key, path):
+    """Refuse a path the rules cannot carry: whitespace splits their shell commands and log paths
+    (Snakemake then reports a missing log, and the shell writes a stray file), and non-ASCII
+    characters break tools on some clusters' locales."""
+    if any(c.isspace() for c in path) or not path.isascii():
+        raise WorkflowError(
+            f"invalid study config: {key} {path!r} has whitespace or non-ASCII characters, "
+            "which the workflow's shell commands cannot carry; choose a plain path"
+        )
+
+
+usable_path("results_root", RESULTS)
+usable_path("figures_dir", FIGURES_DIR)
 TASKS = config["tasks"]
 ROUTERS = config["routers"]
 SEEDS = config["seeds"]
@@ -190,33 +212,101 @@ def resolve_study():
 resolve_study()
 
 
-# Manifest checks already made in this process: (directory, broken files); a directory is
-# hashed once however often Snakemake evaluates the input functions of its job.
+# Checks already made in this process: output directory → why it must be redone, and → the files
+# failing its manifest; a directory is hashed once however often Snakemake evaluates the input
+# functions of its job.
 _CHECKED = {}
+_FAILED = {}
 
 
-def redo_if_broken(pattern):
+def failed(directory):
+    if directory not in _FAILED:
+        _FAILED[directory] = failed_files(directory)
+    return _FAILED[directory]
+
+
+@functools.cache
+def study_data_config(task):
+    """The SHA-256 of the `config.yaml` the study's generate job writes for `task`."""
+    return dataset_config_sha256(
+        task, SCALE, config["data_seed"], overrides_of("generate")
+    )
+
+
+def data_problems(directory):
+    """Why a dataset directory must be regenerated: files failing its manifest, or a manifest
+    without the content records that loading checks (written before them)."""
+    problems = failed(directory)
+    if problems or not Path(directory, MANIFEST).is_file():
+        return problems
+    if not manifest_content(Path(directory)):
+        return {MANIFEST: "records no row counts (written before content checks)"}
+    return {}
+
+
+def data_digest(task):
+    """The digest of the dataset of `task` on disk (its manifest's SHA-256), or None when it is
+    missing or broken (then it is regenerated, and an output's recorded config decides).
+    """
+    directory = DATA_DIR.format(task=task)
+    if not Path(directory, MANIFEST).is_file() or data_problems(directory):
+        return None
+    return sha256_file(Path(directory, MANIFEST))
+
+
+def other_data(directory, task):
+    """Why the finished output `directory` (a checkpoint or an evaluation, which record the
+    dataset they read in their `config.yaml`) was made from data other than the study's dataset
+    of `task`, or None: generated from another config (another study file on this results_root,
+    an edited `n_train`), or regenerated to other bytes since."""
+    try:
+        recorded = yaml.safe_load(Path(directory, layout.RUN_CONFIG).read_text())[
+            "data"
+        ]
+        made_from = recorded["config_sha256"], recorded["manifest_sha256"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return "records no dataset it was made from"
+    if made_from[0] != study_data_config(task):
+        return (
+            f"was made from data generated from another config ({made_from[0][:12]}), "
+            f"the study's is {study_data_config(task)[:12]}"
+        )
+    current = data_digest(task)
+    if current is not None and current != made_from[1]:
+        return f"was made from dataset {made_from[1][:12]}, the study's is now {current[:12]}"
+    return None
+
+
+def redo_if_broken(pattern, reads_data=False):
     """An input function (it adds no input) that makes Snakemake redo the job writing the output
     directory `pattern` (formatted with the job's wildcards) when a file of the finished directory
-    fails its manifest: deleted, truncated or modified, which file times alone never reveal.
+    fails its manifest: deleted, truncated or modified, which file times alone never reveal; with
+    `reads_data`, also when it records a dataset other than the study's (`other_data`).
 
     It marks the job forced, as `--forcerun` of its manifest would, and changes no file: it runs
     while the DAG is built (not when the Snakefile is parsed), for the jobs the targets need only,
     so a dry run lists the job as to-do and leaves the tree as it is, and a real run reruns the
     job, which rewrites the directory. Forcing a job reruns the jobs that read it, except where
-    they read it through `ancient` (the datasets: regenerating identical data never retrains).
-    Snakemake has no public hook for this: `workflow.dag.forcefiles` is the set `--forcerun`
-    fills (Snakemake 9.27, pinned in pyproject.toml; tests/test_workflow.py checks it).
+    they read it through `ancient` (the datasets: regenerating identical data never retrains;
+    `dataset_for` drops `ancient` for a forced job). Snakemake has no public hook for this:
+    `workflow.dag.forcefiles` is the set `--forcerun` fills (Snakemake 9.27, pinned in
+    pyproject.toml; tests/test_workflow.py checks it).
     """
 
     def check(wildcards):
         directory = pattern.format(**wildcards)
         if directory not in _CHECKED:
-            _CHECKED[directory] = failed_files(directory)
+            problems = (
+                data_problems(directory) if pattern == DATA_DIR else failed(directory)
+            )
+            if reads_data and not problems and Path(directory, MANIFEST).is_file():
+                stale = other_data(directory, wildcards.task)
+                problems = {layout.RUN_CONFIG: stale} if stale else {}
+            _CHECKED[directory] = problems
             redone = (
                 "would be redone (dry run)" if workflow.dryrun else "will be redone"
             )
-            for name, problem in _CHECKED[directory].items():
+            for name, problem in problems.items():
                 print(
                     f"anira: {directory}/{name}: {problem}; {directory} {redone}",
                     file=sys.stderr,
@@ -233,11 +323,21 @@ def files_in(directory, names):
     return {name.replace(".", "_"): f"{directory}/{name}" for name in names}
 
 
-def dataset(wildcards):
-    """The dataset of `wildcards.task` as jobs read it: its manifest, `ancient` so that a
-    regenerated identical dataset does not make them rerun (a change of the data's config does,
-    through the configs and `data_params` of the reading rule)."""
-    return ancient(f"{DATA_DIR}/{MANIFEST}".format(task=wildcards.task))
+def dataset_for(pattern):
+    """An input function: the dataset of `wildcards.task` as the job writing the output directory
+    `pattern` reads it, its manifest. It is `ancient`, so that a regenerated identical dataset
+    does not make the job rerun, unless the job is to be redone (`redo_if_broken` with
+    `reads_data`): Snakemake never reconsiders a job that reads `ancient` output of a job it
+    reruns, so a flagged model or evaluation would otherwise survive a run that regenerates its
+    data (a change of the data's config also reruns through `data_params`)."""
+    check = redo_if_broken(pattern, reads_data=True)
+
+    def data(wildcards):
+        check(wildcards)
+        manifest = f"{DATA_DIR}/{MANIFEST}".format(task=wildcards.task)
+        return manifest if _CHECKED[pattern.format(**wildcards)] else ancient(manifest)
+
+    return data
 
 
 def data_params():

@@ -1,9 +1,8 @@
 rule evaluate:
     """Per-token and per-example records of one model on every split (GPU under SLURM)."""
     input:
-        data=dataset,
+        data=dataset_for(EVAL_DIR),
         checkpoint=checkpoint_files,
-        integrity=redo_if_broken(EVAL_DIR),
         configs=hydra_configs("evaluate", scale=SCALE),
     output:
         **files_in(EVAL_DIR, EVAL_FILES),

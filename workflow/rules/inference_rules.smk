@@ -14,9 +14,8 @@ RULE_EVAL_DIRS = [
 rule evaluate_rule:
     """One online model's records under another inference rule, on the frontier's splits."""
     input:
-        data=dataset,
+        data=dataset_for(RULE_EVAL_DIR),
         checkpoint=checkpoint_files,
-        integrity=redo_if_broken(RULE_EVAL_DIR),
         configs=hydra_configs("evaluate", scale=SCALE),
     output:
         **files_in(RULE_EVAL_DIR, RULE_EVAL_FILES),

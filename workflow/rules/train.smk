@@ -1,8 +1,7 @@
 rule train:
     """One model: a task × router × seed, trained on the task's dataset (GPU under SLURM)."""
     input:
-        data=dataset,
-        integrity=redo_if_broken(CKPT_DIR),
+        data=dataset_for(CKPT_DIR),
         configs=hydra_configs("train", task="{task}", router="{router}", scale=SCALE),
     output:
         **files_in(CKPT_DIR, CKPT_FILES),

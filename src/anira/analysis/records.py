@@ -1,4 +1,9 @@
-"""Reading evaluation records and writing tables, shared by the analysis programs."""
+"""Reading evaluation records and writing tables, shared by the analysis programs.
+
+Provenance: a table written by a program that read evaluation records comes with
+``<table>.inputs.json``, the SHA-256 of the manifest of each evaluation directory read (which
+lists the evaluation's ``config.yaml``, holding the digests of its checkpoint and dataset); the
+CSV itself stays a plain table for the figures."""
 
 from __future__ import annotations
 
@@ -12,9 +17,12 @@ import pandas as pd
 
 from anira.io import (
     EXIT_INPUT_ERROR,
+    MANIFEST_NAME,
     AniraInputError,
+    atomic_write_json,
     atomic_write_text,
     one_line,
+    sha256_file,
     verify_manifest,
 )
 from anira.layout import RECORD_KINDS, SPLITS, record_file
@@ -23,6 +31,9 @@ FEATURE_PREFIX = "f_"
 # RECORD_KINDS: tokens: teacher-forced per token; examples: per example; generated: per token of
 # each correct generated answer, features along the generated order (see anira.evaluate)
 FLOAT_FORMAT = "%.6g"  # fixed precision: the same records always give the same bytes
+INPUTS_SUFFIX = ".inputs.json"
+# Evaluation directory → the SHA-256 of its manifest, for every directory this process read.
+_READ: dict[str, str] = {}
 
 
 def load_records(
@@ -47,6 +58,7 @@ def load_records(
     for directory in eval_dirs:
         names = [record_file(split, kind) for split in splits]
         verify_manifest(directory, names)
+        _READ[str(directory)] = sha256_file(Path(directory) / MANIFEST_NAME)
         for name in names:
             path = Path(directory) / name
             wanted = None
@@ -87,10 +99,18 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write ``frame`` as CSV atomically, with a fixed float format and no index."""
+    """Write ``frame`` as CSV atomically, with a fixed float format and no index; and, when the
+    process read evaluation records, the digests of those evaluations beside it."""
     atomic_write_text(
         path, frame.to_csv(index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
     )
+    if _READ:
+        atomic_write_json(inputs_file(path), {"evaluations": dict(sorted(_READ.items()))})
+
+
+def inputs_file(table: str | Path) -> Path:
+    """Where the digests of the evaluations a table was computed from are kept."""
+    return Path(table).with_suffix(INPUTS_SUFFIX)
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
