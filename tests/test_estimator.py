@@ -150,6 +150,7 @@ def test_expected_loss_is_the_halting_weighted_cross_entropy():
     """PonderNet's loss, written out: Σ_t Σ_d q_t(d) CE_t(readout of s_d) / n_answers + γ·KL,
     where s_d are the states after d iterations of every token (the fixed-D unroll)."""
     model = tiny("online", "expected", gamma=0.2).train()
+    torch.nn.init.normal_(model.router.head[-1].weight, std=0.5)  # q differs between tokens
     x = tokens(3)
     torch.manual_seed(0)
     out = model(x, return_states=True)

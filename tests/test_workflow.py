@@ -52,14 +52,14 @@ def test_snakefmt_and_lint_are_clean():
 
 
 @pytest.mark.parametrize(
-    ("study", "brevo_seeds", "brevo_extras"),
+    ("study", "brevo_seeds", "brevo_extras", "routers"),
     [
-        ([], {"0"}, {"fixed1"}),
-        (["--configfile", "config/study/full.yaml"], {"0", "1"}, set(FIXED_DEPTHS)),
+        ([], {"0"}, {"fixed1"}, 3),
+        (["--configfile", "config/study/full.yaml"], {"0", "1"}, set(FIXED_DEPTHS), 6),
     ],
     ids=["default", "full"],
 )
-def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras):
+def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras, routers):
     out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall", *study]).stdout
     for rule in ("generate", "train", "evaluate", "alignment", "fig_generalization"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
@@ -74,12 +74,17 @@ def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras):
     tasks = {task for task, _, _ in trained}
     expected = {(task, "fixed1", "0") for task in tasks}
     assert extra == expected | {("brevo", router, "0") for router in brevo_extras}
-    # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
-    # evaluated with mode, which the frontier reads beside the trained median.
+    # Every task has a fixed-depth frontier (fixed1 and fixed): its online models (kind online:
+    # ANIRA-O, and PonderNet's training of it in the full study) are also evaluated with mode,
+    # which the frontier reads beside the trained median.
     ruled = set(
         re.findall(r"out_dir=\S+/eval/(\w+)/(\w+)-(\w+)/seed(\d+) inference_rule=(\w+)", out)
     )
-    online = {(task, router, seed) for task, router, seed in trained if router == "online"}
+    online = {
+        (task, router, seed)
+        for task, router, seed in trained
+        if compose_run(task, router, "mini", int(seed), ()).model.router == "online"
+    }
     assert ruled == {(task, router, "mode", seed, "mode") for task, router, seed in online}
     pareto = next(line for line in out.splitlines() if "anira.analysis.pareto" in line)
     assert all(f"eval/brevo/online-mode/seed{seed}" in pareto for seed in brevo_seeds)
@@ -87,7 +92,7 @@ def test_dry_run_plans_every_phase(study, brevo_seeds, brevo_extras):
     dynamics = next(line for line in out.splitlines() if "anira.analysis.dynamics" in line)
     read = set(re.findall(r"--model \S+/checkpoints/(\w+)/(\w+)/seed(\d+) ", dynamics))
     brevo = {model for model in trained if model[0] == "brevo"}
-    assert read == brevo and len(read) == 3 * len(brevo_seeds) + len(brevo_extras)
+    assert read == brevo and len(read) == routers * len(brevo_seeds) + len(brevo_extras)
     # Longest first: a training's priority is its layer-steps, a dataset's the sum of its task's.
     trainings = job_priorities(out, "train")
     assert len(trainings) == len(trained)
