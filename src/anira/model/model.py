@@ -14,9 +14,11 @@ Notable features:
   ``min(r - 1, d_j)`` iterations (the *input* of iteration r; docs/study.md's "state at iteration
   min(r, d_j)" counted from the iteration that produced it). ``halted_view`` changes what halted
   tokens show (see ``ModelConfig``).
-- Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``) with the
-  same three hooks: ``start`` (depths known up front, if any), ``observe`` (after each iteration)
-  and ``finish`` (the distribution q over depths). Adding a router adds a class.
+- Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``, and the
+  field's ``ActRouter`` and ``ExpertChoiceRouter``) with the same three hooks: ``start`` (depths
+  known up front, if any), ``observe`` (after each iteration) and ``finish`` (the distribution q
+  over depths); ``output`` (what the coda reads), ``penalty`` (the regulariser γ weighs) and
+  ``head_params`` have defaults. Adding a router adds a class.
 - ANIRA-O's q needs λ_1..λ_{D−1}; after a token halts at d its later λ's are the head on its frozen
   state, i.e. λ_d (what a masked dense unroll applying the head at every iteration reports). So q,
   E_q[d] and the KL come from the executed steps alone. ``halt_now`` defines the decision rules.
@@ -37,6 +39,10 @@ Notable features:
     then only learns whether *scaling the final state* lowers the loss (∂L/∂p = <∂L/∂s, s>), not
     whether another depth would; kept because it is the only estimator that trains with packed
     execution (halted tokens are never computed).
+  - ``expected`` (PonderNet's loss, online router only): every token runs all D iterations, the
+    readout after each iteration gives ``depth_logits`` and the CE of token t is
+    Σ_d q_t(d) · CE_t(after d iterations); no estimator is needed (the loss is smooth in q).
+  ACT needs none (its halting mixture carries the gradient); expert choice uses ``unroll``.
   Inference, evaluation and the fixed router always run the executed depths only (dense, packed or
   auto), with the same values as the unroll's forward pass.
 - Execution: ``dense`` is the slow reference (every token runs every iteration, halted tokens are
