@@ -13,7 +13,14 @@ from anira.model.decode import IncrementalDecoder, generate, generate_reference
 
 VOCAB, EOS, D = 24, 2, 4
 PROMPT_LENGTHS = (5, 1, 12, 8)  # one batch, different prompt lengths (and a one-token prompt)
-ROUTER_RULES = [("fixed", "median"), ("early", "median"), ("online", "median"), ("online", "mode")]
+ROUTER_RULES = [
+    ("fixed", "median"),
+    ("early", "median"),
+    ("online", "median"),
+    ("online", "mode"),
+    ("act", "median"),  # the rule is the online router's; act and expert_choice ignore it
+    ("expert_choice", "median"),
+]
 
 
 def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **kw) -> AniraModel:
@@ -30,12 +37,19 @@ def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **k
         for name, p in model.named_parameters():
             if p.dim() == 2:
                 p.normal_(0, 1.0 if name.startswith("router") else p.shape[-1] ** -0.5)
+        if router == "act":  # halting logits around -1: halts spread over 2..D
+            model.router.head[-1].bias.fill_(-1.0)
+            model.router.head[-1].weight.mul_(0.1)
         if halt != "mixed" and router != "fixed":
-            last_layer = model.router.head[-1]
+            # expert_choice's inference halts on its predictor's logit a_r ≤ 0
+            head = model.router.predictor if router == "expert_choice" else model.router.head
+            last_layer = head[-1]
             last_layer.weight.zero_()
             bias = torch.full_like(last_layer.bias, -20.0)
-            if router == "online":
+            if router in ("online", "act"):
                 bias.fill_(20.0 if halt == "first" else -20.0)
+            elif router == "expert_choice":
+                bias.fill_(-20.0 if halt == "first" else 20.0)
             else:
                 bias[0 if halt == "first" else -1] = 20.0
             last_layer.bias.copy_(bias)

@@ -197,7 +197,8 @@ def test_teacher_forced_records_equal_the_models_own_forward_pass(tiny_dataset, 
 @pytest.mark.parametrize(
     ("router", "rule", "recorded"),
     [("fixed", "median", "fixed"), ("early", "median", "mode"), ("online", "mode", "mode")]
-    + [("online", "median", "median")],
+    + [("online", "median", "median"), ("act", "mode", "threshold")]
+    + [("expert_choice", "median", "predictor")],
 )
 def test_records_name_the_rule_each_router_decides_by(router, rule, recorded):
     assert inference_rule(ModelConfig(router=router, online_rule=rule)) == recorded

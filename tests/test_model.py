@@ -213,7 +213,7 @@ def test_loss_is_answer_cross_entropy_plus_gamma_kl():
 
 
 @pytest.mark.parametrize("execution", ["dense", "packed"])
-@pytest.mark.parametrize("router", ["fixed", "early", "online"])
+@pytest.mark.parametrize("router", ["fixed", "early", "online", "act", "expert_choice"])
 def test_forward_backward_on_cpu_and_bf16_autocast(router, execution):
     model = tiny(router, execution=execution).train()
     tokens = batch()
@@ -230,7 +230,7 @@ def test_forward_backward_on_cpu_and_bf16_autocast(router, execution):
 
 
 @pytest.mark.parametrize("execution", ["dense", "packed"])
-@pytest.mark.parametrize("router", ["fixed", "early", "online"])
+@pytest.mark.parametrize("router", ["fixed", "early", "online", "act", "expert_choice"])
 def test_right_padding_does_not_change_real_tokens(router, execution):
     model = tiny(router, execution=execution).eval()
     tokens = batch(2, 8)
@@ -244,9 +244,10 @@ def test_right_padding_does_not_change_real_tokens(router, execution):
 
 
 @pytest.mark.parametrize("execution", ["dense", "packed"])
-@pytest.mark.parametrize("router", ["fixed", "early", "online"])
+@pytest.mark.parametrize("router", ["fixed", "early", "online", "act", "expert_choice"])
 def test_causality_future_tokens_do_not_change_the_past(router, execution):
     model = tiny(router, execution=execution).eval()
+    spread_router(model)
     tokens = batch(2)
     changed = tokens.clone()
     changed[:, 7:] = (changed[:, 7:] % (V - 1)) + 1
@@ -280,3 +281,125 @@ def test_decision_heads_are_a_small_share_of_parameters():
         share = model.num_params(decision_heads_only=True) / model.num_params()
         assert 0.03 < share < 0.12, share
     assert tiny("fixed").num_params(decision_heads_only=True) == 0
+
+
+def spread_router(model: AniraModel) -> None:
+    """Large random decision heads, so depths differ from token to token."""
+    torch.manual_seed(4)
+    for p in model.router.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+
+
+def test_expert_choice_training_top_k_is_not_causal_but_its_inference_is():
+    """The top-k of training reads later tokens' scores (so the causality test above is needed):
+    changing only later tokens changes an earlier token's depth in training, never at inference."""
+    model = tiny("expert_choice", max_depth=4)
+    spread_router(model)
+    tokens = batch(8)
+    changed = tokens.clone()
+    changed[:, 7:] = (changed[:, 7:] % (V - 1)) + 1
+    with torch.no_grad():
+        train = [model.train()(x).depth[:, :7] for x in (tokens, changed)]
+        infer = [model.eval()(x).depth[:, :7] for x in (tokens, changed)]
+    assert not torch.equal(*train)
+    assert torch.equal(*infer) and infer[0].unique().numel() > 1
+
+
+def act_reference(model: AniraModel, tokens: torch.Tensor, eps: float):
+    """ACT written from Graves (2016) as loops over one token at a time: h_r from the head on
+    s_r, N = first r with Σ h ≥ 1 − ε (or D), p_r = h_r before N and R = 1 − Σ_{r<N} h_r at N,
+    the output mixture Σ p_r s_r and the ponder cost N + R. The states are those the model ran
+    (frozen past each token's N), read with return_states."""
+    D = model.cfg.max_depth
+    with torch.no_grad():
+        out = model(tokens, return_states=True)
+        states = out.states
+        B, n = tokens.shape
+        mixture = torch.zeros_like(states[0])
+        depth = torch.zeros_like(tokens)
+        ponder = torch.zeros(tokens.shape)
+        q = torch.zeros((B, n, D))
+        for b, t in itertools.product(range(B), range(n)):
+            total = 0.0
+            for r in range(1, D + 1):
+                h = torch.sigmoid(model.router.head(states[r][b, t])).item() if r < D else 1.0
+                if total + h >= 1 - eps or r == D:
+                    q[b, t, r - 1] = 1 - total
+                    mixture[b, t] += (1 - total) * states[r][b, t]
+                    depth[b, t], ponder[b, t] = r, r + 1 - total
+                    break
+                q[b, t, r - 1] = h
+                mixture[b, t] += h * states[r][b, t]
+                total += h
+        cos, sin = model.rope_cos[:n], model.rope_sin[:n]
+        logits = model.lm_head(model.norm(model.coda(mixture, cos, sin)))
+    return out, depth, q, ponder, logits
+
+
+@pytest.mark.parametrize("execution", ["dense", "packed"])
+def test_act_halting_mixture_and_ponder_cost_match_a_loop_reference(execution):
+    model = tiny("act", execution=execution, max_depth=5, act_epsilon=0.05).eval()
+    spread_router(model)
+    torch.nn.init.normal_(model.router.head[-1].weight, std=0.2)  # h around 0.3: N over 2..D
+    torch.nn.init.constant_(model.router.head[-1].bias, -1.0)
+    out, depth, q, ponder, logits = act_reference(model, batch(4), 0.05)
+    assert out.depth.unique().numel() >= 3
+    assert torch.equal(out.depth, depth)
+    torch.testing.assert_close(out.q, q, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out.kl, ponder, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.logits, logits, atol=1e-5, rtol=1e-5)
+
+
+def test_expert_choice_capacity_and_inference_rule_match_brute_force():
+    """Training: in each sequence exactly ⌊c_r·n + ½⌋ tokens run iteration r, the best-scored
+    among those that ran r − 1; inference: a token runs r + 1 iff the predictor's a_r > 0."""
+    model = tiny("expert_choice", max_depth=5, capacity_ratio=0.6)
+    spread_router(model)
+    tokens = batch(4, 20)
+    tokens[1, 13:] = 0  # padding: n counts the real tokens only
+    router = model.router
+    with torch.no_grad():
+        out = model.train()(tokens, return_states=True)
+        for b in range(4):
+            n = int((tokens[b] != 0).sum())
+            ran = [t for t in range(20) if tokens[b, t] != 0]
+            for r in range(2, 6):
+                scores = {t: router.head(out.states[r - 1][b, t]).item() for t in ran}
+                ran = sorted(ran, key=lambda t: (-scores[t], t))[
+                    : math.floor(0.6 ** (r - 1) * n + 0.5)
+                ]
+                assert sorted(ran) == (out.depth[b] >= r).nonzero().flatten().tolist()
+        out = model.eval()(tokens, return_states=True)
+        depth = torch.full_like(tokens, 5)
+        for b, t in itertools.product(range(4), range(20)):
+            for r in range(1, 5):
+                if tokens[b, t] == 0 or router.predictor(out.states[r][b, t]).item() <= 0:
+                    depth[b, t] = r
+                    break
+    assert out.depth.unique().numel() >= 3
+    assert torch.equal(out.depth, depth)
+
+
+def test_expert_choice_top_k_example():
+    router = tiny("expert_choice").router
+    router.cfg.capacity_ratio = 0.5
+    score = torch.tensor([[3.0, 1.0, 2.0, 0.0]])
+    chosen = router.top_k(
+        score, torch.ones(1, 4, dtype=torch.bool), torch.ones(1, 4, dtype=torch.bool), 2
+    )
+    assert chosen.tolist() == [[True, False, True, False]]
+
+
+def test_flops_of_the_field_routers():
+    """ACT calls its head after every iteration but the last; expert choice counts only the
+    predictor, the one head inference runs (its scores are a training cost)."""
+    tokens = batch()
+    depth = torch.randint(1, 5, tokens.shape, generator=torch.Generator().manual_seed(0))
+    for router in ("act", "expert_choice"):
+        model = tiny(router).eval()
+        f = model.flops(model(tokens, depth=depth))
+        assert f["token_steps"] == depth.sum().item()
+        assert f["head_calls"] == depth.clamp(max=3).sum().item()
+        head = model.router.predictor if router == "expert_choice" else model.router.head
+        weights = sum(m.weight.numel() for m in head if isinstance(m, torch.nn.Linear))
+        assert f["head_flops"] == f["head_calls"] * 2 * weights

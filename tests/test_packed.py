@@ -21,7 +21,8 @@ TOL = 2e-5
 
 def pair(router: str, **kw) -> tuple[AniraModel, AniraModel]:
     """The same weights under dense and packed execution. The estimator is rescale_final: with
-    the default unroll, a training forward of a router runs densely on both."""
+    the default unroll, a training forward of a router runs densely on both (expert_choice trains
+    through the unroll only; act ignores the estimator and trains packed)."""
     cfg = dict(
         vocab_size=V,
         max_seq_len=40,
@@ -29,16 +30,19 @@ def pair(router: str, **kw) -> tuple[AniraModel, AniraModel]:
         n_heads=4,
         max_depth=5,
         router=router,
-        estimator="rescale_final",
+        estimator="unroll" if router == "expert_choice" else "rescale_final",
     )
     torch.manual_seed(0)
     dense = AniraModel(ModelConfig(**(cfg | kw | {"execution": "dense"})))
     # Spread the router's decisions so both paths see many depths.
     for p in dense.router.parameters():
         torch.nn.init.normal_(p, std=0.5)
-    if router == "online":  # halting logits around -1: depths spread over 1..D
+    if router in ("online", "act"):  # halting logits around -1: depths spread over 1..D
         torch.nn.init.normal_(dense.router.head[-1].weight, std=0.2)
         torch.nn.init.constant_(dense.router.head[-1].bias, -1.0)
+    if router == "expert_choice":  # the predictor's logits near 0: inference depths spread
+        torch.nn.init.normal_(dense.router.predictor[-1].weight, std=0.1)
+        torch.nn.init.constant_(dense.router.predictor[-1].bias, -0.5)
     packed = AniraModel(ModelConfig(**(cfg | kw | {"execution": kw.get("execution", "packed")})))
     packed.load_state_dict(dense.state_dict())
     return dense, packed
@@ -83,7 +87,7 @@ def max_diffs(dense, packed, tokens, answer, depth=None, train=True) -> dict[str
     return diffs
 
 
-@pytest.mark.parametrize("router", ["early", "online"])
+@pytest.mark.parametrize("router", ["early", "online", "act", "expert_choice"])
 @pytest.mark.parametrize("train", [True, False])
 def test_packed_equals_dense_for_random_depths(router, train):
     dense, packed = pair(router)
@@ -93,7 +97,7 @@ def test_packed_equals_dense_for_random_depths(router, train):
     assert max(diffs.values()) < TOL, diffs
 
 
-@pytest.mark.parametrize("router", ["early", "online"])
+@pytest.mark.parametrize("router", ["early", "online", "act", "expert_choice"])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_packed_equals_dense_with_router_decisions(router, train, seed):

@@ -78,7 +78,9 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
     assert factors[-1] == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("router", ["fixed", "fixed1", "early", "online"])
+@pytest.mark.parametrize(
+    "router", ["fixed", "fixed1", "early", "online", "act", "expert_choice", "pondernet"]
+)
 def test_training_writes_checkpoint_metrics_and_manifest(tiny_dataset, tmp_path, router):
     out = tmp_path / router
     train(train_cfg(tiny_dataset["brevo"], out, router))
@@ -88,10 +90,13 @@ def test_training_writes_checkpoint_metrics_and_manifest(tiny_dataset, tmp_path,
     assert state["step"] == 12 and state["config"]["router"]["name"] == router
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3  # logged every 4 of 12 steps
-    # fixed1 is a fixed-depth baseline: the fixed router at D' = 1 instead of the task's D
+    # fixed1 is a fixed-depth baseline: the fixed router at D' = 1 instead of the task's D;
+    # pondernet is the online router trained by PonderNet's expected loss
     task_depth = state["config"]["task"]["scales"]["mini"]["max_depth"]
     model = state["model_config"]
-    assert model["router"] == router.rstrip("1") and task_depth > 1
+    kind = {"fixed1": "fixed", "pondernet": "online"}.get(router, router)
+    assert model["router"] == kind and task_depth > 1
+    assert model["estimator"] == ("expected" if router == "pondernet" else "unroll")
     assert model["max_depth"] == (1 if router == "fixed1" else task_depth)
 
 
@@ -208,6 +213,9 @@ def test_resume_from_another_configuration_is_refused(tiny_dataset, tmp_path):
         (["router=early", "++router.depth=2"], "router.depth needs a fixed router"),
         (["router=early", "router.estimator=nope"], "router.estimator must be one of"),
         (["router=early", "router.kind=nope"], "router.kind must be one of"),
+        (["router=expert_choice", "router.capacity_ratio=0"], "router.capacity_ratio must be"),
+        (["router=act", "router.act_epsilon=1"], "act_epsilon must be in (0, 1)"),
+        (["router=early", "router.estimator=expected"], "needs the online router"),
     ],
 )
 def test_bad_input_is_one_line_error_and_writes_nothing(tiny_dataset, tmp_path, args, message):

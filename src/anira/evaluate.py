@@ -105,7 +105,10 @@ def load_checkpoint(
 
 
 def inference_rule(model_cfg: ModelConfig) -> str:
-    return {"fixed": "fixed", "early": "mode"}.get(model_cfg.router, model_cfg.online_rule)
+    """The rule that picked the executed depths (an online router's is configurable). act halts
+    where Σ h ≥ 1 − ε; expert_choice infers with its causal predictor of the top-k choice."""
+    rules = {"fixed": "fixed", "early": "mode", "act": "threshold", "expert_choice": "predictor"}
+    return rules.get(model_cfg.router, model_cfg.online_rule)
 
 
 def batches_by_length(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

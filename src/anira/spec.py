@@ -183,6 +183,15 @@ class RunSpec:
                     router.get("gumbel_tau", 1.0), "router.gumbel_tau", low_open=True
                 ),
                 estimator=choice(router.get("estimator", "unroll"), "router.estimator", ESTIMATORS),
+                act_epsilon=number(
+                    router.get("act_epsilon", 0.01), "router.act_epsilon", low_open=True, high=1.0
+                ),
+                capacity_ratio=number(
+                    router.get("capacity_ratio", 0.8),
+                    "router.capacity_ratio",
+                    low_open=True,
+                    high=1.0,
+                ),
                 execution=choice(shape["execution"], "scale.model.execution", EXECUTIONS),
                 # absent in configs saved before the switch existed: eager, as they ran
                 compile=flag(shape.get("compile", False), "scale.model.compile"),

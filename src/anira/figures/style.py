@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 from anira.io import EXIT_INPUT_ERROR, AniraInputError, atomic_path, one_line  # noqa: E402
 from anira.layout import EXTRAP, INTERP, REPORTED_SPLITS, TEST, TRAIN  # noqa: E402
 
-ROUTER_ORDER = ["fixed", "early", "online"]
+ROUTER_ORDER = ["fixed", "early", "online", "act", "expert_choice"]
 SPLIT_ORDER = [TRAIN, *REPORTED_SPLITS]
 SPLIT_LABELS = {
     TRAIN: "train",

@@ -20,8 +20,9 @@ The fast path (``generate``, ``IncrementalDecoder``) keeps what the prefix alrea
   only the tokens still iterating run attention and the MLP (the packed idea, for one token per
   row), so compute follows the live examples and their executed depths.
 - Routers are the model's own (``start`` / ``observe``), so every router and online rule decides
-  exactly as in the full forward. ``halted_view``: ``frozen`` and ``recompute`` read the frozen
-  state (the same values); ``active_only`` masks past tokens that halted before iteration r.
+  exactly as in the full forward, and the coda reads the router's ``output`` (ACT: its halting
+  mixture). ``halted_view``: ``frozen`` and ``recompute`` read the frozen state (the same
+  values); ``active_only`` masks past tokens that halted before iteration r.
 - The straight-through weight of ``forward`` is 1 in value and is not applied here (inference).
 
 Memory: the core cache holds D + 2 layers of keys and values, 2·(D+2)·B·W·d_model numbers for B
@@ -93,6 +94,7 @@ class IncrementalDecoder:
                 break
             if r < D and bool((state.depth >= r).any()):
                 model.router.observe(state, s, r, self)
+        s = model.router.output(state, s)  # what the coda reads (ACT: the halting mixture)
         y = self.layer(model.coda, self.coda_kv, s, cos, sin, causal, pos)
         return model.lm_head(model.norm(y)), state.depth
 

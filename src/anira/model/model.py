@@ -14,9 +14,11 @@ Notable features:
   ``min(r - 1, d_j)`` iterations (the *input* of iteration r; docs/study.md's "state at iteration
   min(r, d_j)" counted from the iteration that produced it). ``halted_view`` changes what halted
   tokens show (see ``ModelConfig``).
-- Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``) with the
-  same three hooks: ``start`` (depths known up front, if any), ``observe`` (after each iteration)
-  and ``finish`` (the distribution q over depths). Adding a router adds a class.
+- Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``, and the
+  field's ``ActRouter`` and ``ExpertChoiceRouter``) with the same three hooks: ``start`` (depths
+  known up front, if any), ``observe`` (after each iteration) and ``finish`` (the distribution q
+  over depths); ``output`` (what the coda reads), ``penalty`` (the regulariser γ weighs) and
+  ``head_params`` have defaults. Adding a router adds a class.
 - ANIRA-O's q needs λ_1..λ_{D−1}; after a token halts at d its later λ's are the head on its frozen
   state, i.e. λ_d (what a masked dense unroll applying the head at every iteration reports). So q,
   E_q[d] and the KL come from the executed steps alone. ``halt_now`` defines the decision rules.
@@ -37,6 +39,10 @@ Notable features:
     then only learns whether *scaling the final state* lowers the loss (∂L/∂p = <∂L/∂s, s>), not
     whether another depth would; kept because it is the only estimator that trains with packed
     execution (halted tokens are never computed).
+  - ``expected`` (PonderNet's loss, online router only): every token runs all D iterations, the
+    readout after each iteration gives ``depth_logits`` and the CE of token t is
+    Σ_d q_t(d) · CE_t(after d iterations); no estimator is needed (the loss is smooth in q).
+  ACT needs none (its halting mixture carries the gradient); expert choice uses ``unroll``.
   Inference, evaluation and the fixed router always run the executed depths only (dense, packed or
   auto), with the same values as the unroll's forward pass.
 - Execution: ``dense`` is the slow reference (every token runs every iteration, halted tokens are
@@ -62,11 +68,11 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 PAD_ID = 0  # the vocabulary puts <pad> at id 0 (anira.data.Vocabulary)
-ROUTERS = ("fixed", "early", "online")
+ROUTERS = ("fixed", "early", "online", "act", "expert_choice")
 ONLINE_RULES = ("median", "mode")
 EXECUTIONS = ("dense", "packed", "auto")
 HALTED_VIEWS = ("frozen", "active_only", "recompute")
-ESTIMATORS = ("unroll", "rescale_final")
+ESTIMATORS = ("unroll", "rescale_final", "expected")
 
 
 @dataclass
@@ -77,12 +83,18 @@ class ModelConfig:
     n_heads: int = 4  # head dim 16 at d_model 64
     mlp_ratio: int = 4  # the usual 4x MLP
     max_depth: int = 6  # D: 14 for MANO, 6 elsewhere (the paper)
-    router: str = "fixed"  # fixed | early (ANIRA-E) | online (ANIRA-O)
+    router: str = "fixed"  # fixed | early (ANIRA-E) | online (ANIRA-O) | act | expert_choice
     online_rule: str = "median"  # ANIRA-O inference: median (first d with CDF ≥ ½) | mode
-    gamma: float = 0.01  # weight of KL(q || p_b), summed over a sequence's tokens, mean over seqs
+    # Weight of the router's regulariser (KL(q || p_b); act: the ponder cost, τ; expert_choice: the
+    # predictor's BCE), summed over a sequence's tokens, averaged over sequences.
+    gamma: float = 0.01
     prior_base: float = 1.0  # b of p_b(d) ∝ b^-d: 1 is an entropy bonus, > 1 penalises depth
     gumbel_tau: float = 1.0  # ANIRA-E Gumbel-softmax temperature (training only)
-    estimator: str = "unroll"  # training: unroll (paper) | rescale_final (ours, packed-compatible)
+    # Training: unroll (paper) | rescale_final (ours, packed-compatible) | expected (PonderNet's
+    # expected loss over halting steps; online only). act ignores it: its mixture trains it.
+    estimator: str = "unroll"
+    act_epsilon: float = 0.01  # act: halt once Σ_r h_r ≥ 1 − ε (Graves 2016)
+    capacity_ratio: float = 0.8  # expert_choice: share c_r = ratio^(r−1) of tokens runs iteration r
     execution: str = "auto"  # dense (reference) | packed (active tokens only) | auto (crossover)
     halted_view: str = "frozen"  # frozen (paper) | active_only (halted tokens vanish) | recompute
     router_hidden_ratio: int = 3  # heads LN→Linear(d,3d)→GELU→Linear: ≈8% of params (paper)
@@ -101,6 +113,14 @@ class ModelConfig:
         assert (self.d_model // self.n_heads) % 2 == 0, "RoPE needs an even head dimension"
         assert self.prior_base > 0, "prior_base must be positive"
         assert self.gumbel_tau > 0, "gumbel_tau must be positive"
+        assert 0 < self.act_epsilon < 1, "act_epsilon must be in (0, 1)"
+        assert 0 < self.capacity_ratio <= 1, "capacity_ratio must be in (0, 1]"
+        assert self.estimator != "expected" or self.router == "online", (
+            "the expected estimator (PonderNet's loss) needs the online router"
+        )
+        assert self.estimator == "unroll" or self.router != "expert_choice", (
+            "expert_choice trains its scores through the unroll estimator"
+        )
 
 
 @dataclass
@@ -109,9 +129,10 @@ class ModelOutput:
     depth: torch.Tensor  # [B, T] long, executed depth in 1..D (pad positions: 1)
     expected_depth: torch.Tensor  # [B, T] float32, E_q[d] (D for the fixed router)
     q: torch.Tensor | None  # [B, T, D] float32 depth distribution; None for the fixed router
-    kl: torch.Tensor  # [B, T] float32 KL(q || p_b); zeros for the fixed router
+    kl: torch.Tensor  # [B, T] float32 the router's regulariser (``penalty``); fixed: zeros
     valid: torch.Tensor  # [B, T] bool, non-pad tokens
     states: list[torch.Tensor] | None = None  # s_0..s_D when forward(return_states=True)
+    depth_logits: torch.Tensor | None = None  # [D, B, T, V] logits after each r (``expected``)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -251,6 +272,11 @@ class CoreSteps:
         return self.call("finish", x, y)
 
 
+def matmul_weights(module: nn.Module) -> int:
+    """The weights of a module's linear layers (2 FLOPs each per row)."""
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Linear))
+
+
 def decision_head(cfg: ModelConfig, n_out: int) -> nn.Sequential:
     hidden = cfg.router_hidden_ratio * cfg.d_model
     return nn.Sequential(
@@ -263,6 +289,11 @@ def decision_head(cfg: ModelConfig, n_out: int) -> nn.Sequential:
 
 # -----------------------------------------------------------------------------------------------
 # Depth distributions (float32 throughout)
+
+
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """x in float32, or float64 if it is (gradient checks by finite differences run in float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def log_prior(max_depth: int, base: float, device=None) -> torch.Tensor:
@@ -284,7 +315,7 @@ def online_log_q(z: torch.Tensor) -> torch.Tensor:
     log q(d) = log λ_d + Σ_{j<d} log(1−λ_j) for d < D, and log q(D) = Σ_{j<D} log(1−λ_j).
     Example: λ = (0.5, 0.5), D = 3 → q = (0.5, 0.25, 0.25).
     """
-    z = z.float()
+    z = wide(z)
     log_stay = F.logsigmoid(-z).cumsum(-1)  # log S_r = Σ_{j≤r} log(1−λ_j)
     before = F.pad(log_stay, (1, 0))  # log S_{r-1}, with S_0 = 1
     return torch.cat((before[..., :-1] + F.logsigmoid(z), before[..., -1:]), dim=-1)
@@ -312,7 +343,7 @@ def halt_now(
       r=1: q(1) = 0.3 < q(D) = 0.7³ = 0.343 → go on; r=2: q(2) = 0.7·0.6 = 0.42 > 0.3 and
       ≥ q(D) = 0.7·0.4² = 0.112 → halt at 2.
     """
-    z_r = z_r.float()
+    z_r = wide(z_r)
     log_lam, log_not = F.logsigmoid(z_r), F.logsigmoid(-z_r)
     log_q_r = log_stay + log_lam
     new_stay = log_stay + log_not
@@ -367,6 +398,8 @@ class OnlineState(RouterState):
 class FixedRouter(nn.Module):
     """Every token runs all D iterations; no decision head."""
 
+    estimated = False  # learns its depths through ``ModelConfig.estimator`` (unroll, rescale_final)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -390,10 +423,24 @@ class FixedRouter(nn.Module):
     def head_calls(self, depth: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(depth)
 
+    def head_params(self) -> int:
+        """Matmul weights of one decision-head call at inference (the FLOP count's P_head)."""
+        return matmul_weights(self)
+
+    def output(self, state, s: torch.Tensor) -> torch.Tensor:
+        """What the coda reads of each token: its final (frozen) state."""
+        return s
+
+    def penalty(self, state, log_q: torch.Tensor) -> torch.Tensor:
+        """The regulariser per token [B, T] that ``gamma`` weighs: KL(q || p_b)."""
+        return kl_to_prior(log_q, self.cfg.prior_base)
+
 
 class EarlyRouter(FixedRouter):
     """ANIRA-E: q(d) = softmax(head(e))_d from the prelude output, decided once per token.
     Training: straight-through Gumbel-softmax sample d = argmax(log q + g); inference: the mode."""
+
+    estimated = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
@@ -429,6 +476,8 @@ class OnlineRouter(FixedRouter):
     drawn up front); inference uses ``online_rule`` (``halt_now``). A halted token's later λ's are
     the head on its frozen state, i.e. λ_d repeated; they shape q's tail only."""
 
+    estimated = True
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
         self.head = decision_head(cfg, 1)
@@ -448,8 +497,12 @@ class OnlineRouter(FixedRouter):
 
     def observe(self, state: OnlineState, s, r, executor) -> None:
         active = state.depth >= r
-        prev = state.z[-1] if state.z else torch.zeros(s.shape[:-1], device=s.device)
-        z_r = executor.map_active(lambda x: self.head(x).squeeze(-1).float(), s, active, prev)
+        prev = (
+            state.z[-1]
+            if state.z
+            else torch.zeros(s.shape[:-1], dtype=wide(s).dtype, device=s.device)
+        )
+        z_r = executor.map_active(lambda x: wide(self.head(x).squeeze(-1)), s, active, prev)
         state.z.append(z_r)
         if state.forced:
             return
@@ -481,7 +534,175 @@ class OnlineRouter(FixedRouter):
         return depth.clamp(max=self.cfg.max_depth - 1)
 
 
-ROUTER_CLASSES = {"fixed": FixedRouter, "early": EarlyRouter, "online": OnlineRouter}
+@dataclass
+class ActState(RouterState):
+    valid: torch.Tensor  # [B, T] bool, non-pad tokens (pads halt after one iteration)
+    total: torch.Tensor  # [B, T] Σ_j h_j over the iterations the token ran (frozen once halted)
+    mixture: torch.Tensor  # [B, T, d] Σ_j p_j s_j over the iterations observed so far
+    p: list[torch.Tensor] = field(default_factory=list)  # halting weights p_1, p_2, … [B, T]
+    z: list[torch.Tensor] = field(default_factory=list)  # halting logits z_1, z_2, … [B, T]
+
+
+class ActRouter(OnlineRouter):
+    """ACT (Graves 2016): after iteration r < D a head on the state gives the halting probability
+    h_r = σ(z_r); a token halts at N, the first r with Σ_{j≤r} h_j ≥ 1 − ε (``act_epsilon``), or
+    at D. Its halting weights are p_r = h_r for r < N and the remainder R = 1 − Σ_{j<N} h_j at N;
+    the coda reads the mixture Σ_r p_r s_r (``output``) and the regulariser is the ponder cost
+    ρ = N + R (``penalty``, weighed by ``gamma`` = τ). The same rule runs in training and at
+    inference (deterministic), and training needs no estimator: the mixture weights and R carry
+    the gradient, so it trains with the executed depths only (packed execution included).
+
+    Frozen-state semantics, as every router: a halted token's *state* stays s_N for later
+    iterations and other tokens' attention reads the keys/values of s_N; the mixture is only what
+    the coda reads of it. Departure from Graves, whose RNN carries the mixture forward as the next
+    time step's state: here the next "time steps" are later tokens' attention, and they read s_N,
+    so that one frozen state per token serves the dense, packed and cached paths alike (the
+    mixture is only known once the token halts; making it the frozen state would change the state
+    other tokens read mid-computation). q(d) = p_d describes the depth (E_q[d], figures); it is
+    detached, ACT's gradient goes through the mixture and R only."""
+
+    estimated = False
+
+    def start(self, e, valid, depth, training) -> ActState:
+        forced = depth is not None
+        if depth is None:  # D until the token halts
+            depth = torch.full(valid.shape, self.cfg.max_depth, dtype=torch.long, device=e.device)
+        total = wide(torch.zeros(valid.shape, dtype=e.dtype, device=e.device))
+        return ActState(depth, forced, valid=valid, total=total, mixture=wide(torch.zeros_like(e)))
+
+    def observe(self, state: ActState, s, r, executor) -> None:
+        active = state.depth >= r
+        prev = state.z[-1] if state.z else torch.zeros_like(state.total)
+        z_r = executor.map_active(lambda x: wide(self.head(x).squeeze(-1)), s, active, prev)
+        state.z.append(z_r)
+        h = torch.sigmoid(z_r)
+        if state.forced:
+            halt = active & (state.depth == r)
+        else:
+            halt = active & ((state.total + h >= 1 - self.cfg.act_epsilon) | ~state.valid)
+            state.depth = torch.where(halt, r, state.depth)
+        p = torch.where(halt, 1 - state.total, torch.where(active, h, 0.0))
+        state.p.append(p)
+        state.mixture = state.mixture + p.unsqueeze(-1) * wide(s)
+        state.total = torch.where(active, state.total + h, state.total)
+
+    def weights(self, state: ActState) -> torch.Tensor:
+        """p [B, T, D]: p_r up to each token's N (R at N), zero after it."""
+        D = self.cfg.max_depth
+        last = torch.where(state.depth == D, 1 - state.total, 0.0)  # R of tokens that reached D
+        return torch.stack([*state.p, *[torch.zeros_like(last)] * (D - 1 - len(state.p)), last], -1)
+
+    def output(self, state: ActState, s: torch.Tensor) -> torch.Tensor:
+        """The mixture Σ_r p_r s_r (the tokens that reach D add R · s_D)."""
+        last = self.weights(state)[..., -1:]
+        return (state.mixture + last * wide(s)).to(s.dtype)
+
+    def finish(self, state: ActState):
+        return self.weights(state).detach().log(), None
+
+    def penalty(self, state: ActState, log_q) -> torch.Tensor:
+        """The ponder cost ρ = N + R (only R has a gradient)."""
+        remainder = self.weights(state).gather(-1, (state.depth - 1).unsqueeze(-1)).squeeze(-1)
+        return state.depth + remainder
+
+
+@dataclass
+class ExpertChoiceState(RouterState):
+    valid: torch.Tensor  # [B, T] bool, non-pad tokens
+    training: bool  # top-k of the router's scores decides; otherwise the causal predictor
+    scores: list[torch.Tensor] = field(default_factory=list)  # router scores after r [B, T]
+    z: list[torch.Tensor] = field(default_factory=list)  # predictor halting logits −a_r [B, T]
+    bce: list[torch.Tensor] = field(default_factory=list)  # predictor BCE per iteration [B, T]
+
+
+class ExpertChoiceRouter(OnlineRouter):
+    """Expert-choice capacity routing (Mixture-of-Depths / Mixture-of-Recursions): every token
+    runs iteration 1; after iteration r < D a head scores the tokens still iterating and, in each
+    sequence, only the ⌊c_{r+1}·n + ½⌋ best-scored (n: its non-pad tokens) run iteration r + 1,
+    with c_r = ``capacity_ratio``^(r−1). So the active token-steps Σ_r c_r·n are fixed before
+    training (hierarchical, as MoR: iteration r + 1 chooses among those that ran r).
+
+    Top-k over a sequence is not causal (a token's choice depends on later tokens' scores), so
+    inference uses MoD's auxiliary predictor: a second head on the *detached* state gives a_r,
+    trained by BCE to predict the top-k choice (``penalty``, weighed by ``gamma``), and at
+    inference a token runs iteration r + 1 iff a_r > 0, which depends on its prefix only. The
+    predictor's λ_r = σ(−a_r) are halting probabilities: q is their stick-breaking distribution
+    (as ANIRA-O's, ``online_log_q``), E_q[d] its expected depth, and a halted token's later λ's
+    repeat its last (``finish``); the executed depth is q's first r with λ_r > ½, not q's median.
+
+    Training (``unroll`` estimator only): the score's gate keep_r = σ(score after r − 1) for
+    r ≥ 2, straight-through (value 1[d ≥ r]). Departure from MoD/MoR, which multiply the block's
+    output by the router weight in the forward pass too: here the forward values are those of
+    inference, as for every router of this model, and the gate only carries the gradient
+    ∂L/∂keep_r = <∂L/∂s_r, core(s_{r−1}) − s_{r−1}>. FLOPs count the predictor only
+    (``head_params``): the scores are a training cost."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.predictor = decision_head(cfg, 1)
+
+    def head_params(self) -> int:
+        return matmul_weights(self.predictor)
+
+    def start(self, e, valid, depth, training) -> ExpertChoiceState:
+        forced = depth is not None
+        if depth is None:  # D until the token is dropped
+            depth = torch.full(valid.shape, self.cfg.max_depth, dtype=torch.long, device=e.device)
+        return ExpertChoiceState(depth, forced, valid=valid, training=training)
+
+    def observe(self, state: ExpertChoiceState, s, r, executor) -> None:
+        active = state.depth >= r
+        zeros = torch.zeros(active.shape, dtype=wide(s).dtype, device=s.device)
+        prev = -state.z[-1] if state.z else zeros
+        a_r = executor.map_active(
+            lambda x: wide(self.predictor(x.detach()).squeeze(-1)), s, active, prev
+        )
+        state.z.append(-a_r)
+        if not state.training:
+            if not state.forced:  # pads stop after one iteration
+                state.depth = torch.where(active & ((a_r <= 0) | ~state.valid), r, state.depth)
+            return
+        prev = state.scores[-1] if state.scores else zeros
+        score = executor.map_active(lambda x: wide(self.head(x).squeeze(-1)), s, active, prev)
+        state.scores.append(score)
+        candidates = active & state.valid
+        chosen = self.top_k(score, candidates, state.valid, r + 1)
+        bce = F.binary_cross_entropy_with_logits(a_r, chosen.to(a_r.dtype), reduction="none")
+        state.bce.append(torch.where(candidates, bce, 0.0))
+        if not state.forced:
+            state.depth = torch.where(active & ~chosen, r, state.depth)
+
+    def top_k(self, score, candidates, valid, r: int) -> torch.Tensor:
+        """The candidates [B, T] among their sequence's ⌊c_r·n + ½⌋ best scores (ties: the
+        earlier position). Example: c_r = 0.5, n = 4, scores (3, 1, 2, 0) → positions 0 and 2."""
+        k = torch.floor(self.cfg.capacity_ratio ** (r - 1) * valid.sum(-1) + 0.5)
+        order = score.masked_fill(~candidates, -math.inf).argsort(
+            dim=-1, descending=True, stable=True
+        )
+        positions = torch.arange(order.shape[-1], device=order.device).expand_as(order)
+        rank = torch.empty_like(order).scatter_(-1, order, positions)
+        return candidates & (rank < k.unsqueeze(-1))
+
+    def keep(self, state: ExpertChoiceState, r):
+        """σ(score after r − 1): the gate of iteration r (everyone runs iteration 1)."""
+        if r == 1:
+            return torch.ones(state.depth.shape, device=state.depth.device)
+        return torch.sigmoid(state.scores[r - 2])
+
+    def penalty(self, state: ExpertChoiceState, log_q) -> torch.Tensor:
+        """The predictor's BCE against the top-k choice, summed over the token's iterations."""
+        if not state.bce:
+            return torch.zeros(state.depth.shape, device=state.depth.device)
+        return torch.stack(state.bce, -1).sum(-1)
+
+
+ROUTER_CLASSES = {
+    "fixed": FixedRouter,
+    "early": EarlyRouter,
+    "online": OnlineRouter,
+    "act": ActRouter,
+    "expert_choice": ExpertChoiceRouter,
+}
 
 
 # -----------------------------------------------------------------------------------------------
@@ -565,7 +786,7 @@ class AniraModel(nn.Module):
 
     def unrolls(self) -> bool:
         """Whether this forward pass trains a router through the ``unroll`` estimator."""
-        return self.training and self.cfg.estimator == "unroll" and self.cfg.router != "fixed"
+        return self.training and self.cfg.estimator == "unroll" and self.router.estimated
 
     def executor(self, e, cos, sin):
         """dense, packed or auto (``anira.model.packed``); ``recompute`` and the ``unroll``
@@ -590,6 +811,9 @@ class AniraModel(nn.Module):
             depth = depth.to(device=tokens.device, dtype=torch.long)
         valid = tokens != PAD_ID
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+        expects = self.training and self.cfg.estimator == "expected"
+        if expects and depth is None:  # PonderNet: every token runs every iteration
+            depth = torch.full_like(tokens, D)
 
         e = self.prelude(self.embed(tokens), cos, sin)
         state = self.router.start(e, valid, depth, self.training)
@@ -609,16 +833,22 @@ class AniraModel(nn.Module):
                 self.router.observe(state, s, r, executor)
         log_q, chosen = self.router.finish(state)
 
-        final = s
-        if chosen is not None and self.training and not unroll:  # rescale_final
-            final = s * (1.0 + chosen - chosen.detach()).unsqueeze(-1)
-        logits = self.lm_head(self.norm(self.coda(final, cos, sin)))
+        final = self.router.output(state, s)
+        if chosen is not None and self.training and self.cfg.estimator == "rescale_final":
+            final = final * (1.0 + chosen - chosen.detach()).unsqueeze(-1)
+        depth_logits = None
+        if expects:  # the readout after every iteration r = 1..D, one coda pass each
+            depth_logits = self.readout(torch.stack(states[1:]).flatten(0, 1), cos, sin)
+            depth_logits = depth_logits.unflatten(0, (D, B))
+            logits = depth_logits[-1]
+        else:
+            logits = self.readout(final, cos, sin)
         if log_q is None:
             q, kl = None, torch.zeros((B, T), device=tokens.device)
             expected = torch.full((B, T), float(D), device=tokens.device)
         else:
             q = log_q.exp()
-            kl = kl_to_prior(log_q, self.cfg.prior_base)
+            kl = self.router.penalty(state, log_q)
             expected = (q * torch.arange(1, D + 1, device=q.device, dtype=q.dtype)).sum(-1)
         return ModelOutput(
             logits=logits,
@@ -628,18 +858,32 @@ class AniraModel(nn.Module):
             kl=kl,
             valid=valid,
             states=states if return_states else None,
+            depth_logits=depth_logits,
         )
+
+    def readout(self, s: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, V] of states s [B, T, d]: coda, final norm, LM head."""
+        return self.lm_head(self.norm(self.coda(s, cos, sin)))
 
     def loss(
         self, out: ModelOutput, tokens: torch.Tensor, answer_mask: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """CE of the logits at t against token t+1 where answer_mask[t+1], averaged over answer
-        tokens, plus gamma · KL(q || p_b) summed over the non-pad tokens of each sequence and
-        averaged over sequences (the paper's reduction: γ weighs a whole sequence's KL)."""
+        tokens, plus gamma · KL(q || p_b) (the router's ``penalty``) summed over the non-pad tokens
+        of each sequence and averaged over sequences (the paper's reduction: γ weighs a whole
+        sequence's KL). With ``depth_logits`` (the ``expected`` estimator) the CE of a token is
+        PonderNet's expectation over halting steps, Σ_d q_t(d) · CE_t(after d iterations)."""
         assert answer_mask.shape == tokens.shape, "answer_mask must be aligned with tokens"
         targets = answer_mask[:, 1:].bool()
-        logits = out.logits[:, :-1][targets].float()
-        ce = F.cross_entropy(logits, tokens[:, 1:][targets]) if logits.numel() else logits.sum()
+        gold = tokens[:, 1:][targets]
+        if out.depth_logits is None:
+            logits = wide(out.logits[:, :-1][targets])
+            ce = F.cross_entropy(logits, gold) if logits.numel() else logits.sum()
+        else:
+            logits = wide(out.depth_logits[:, :, :-1][:, targets])  # [D, N, V]
+            each = -logits.log_softmax(-1).gather(-1, gold.expand(len(logits), -1).unsqueeze(-1))
+            weighted = out.q[:, :-1][targets].T * each.squeeze(-1)  # [D, N]
+            ce = weighted.sum(0).mean() if weighted.numel() else weighted.sum()
         kl = out.kl.masked_fill(~out.valid, 0.0).sum(-1).mean()
         loss = ce + self.cfg.gamma * kl
         parts = {"loss": loss.detach().item(), "ce": ce.detach().item(), "kl": kl.detach().item()}
@@ -667,7 +911,7 @@ class AniraModel(nn.Module):
         depth = out.depth[valid].double()
         attn = 4.0 * d * (pos + 1)
         head_calls = self.router.head_calls(out.depth)[valid].double().sum()
-        head_p = sum(m.weight.numel() for m in self.router.modules() if isinstance(m, nn.Linear))
+        head_p = self.router.head_params()
         core = (depth * (2.0 * self.core.matmul_params() + attn)).sum()
         other = (2.0 * (2.0 * self.prelude.matmul_params() + attn) + 2.0 * d * V).sum()
         heads = head_calls * 2.0 * head_p
