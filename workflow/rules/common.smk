@@ -16,6 +16,7 @@ from snakemake.exceptions import WorkflowError
 from anira import layout
 from anira.io import AniraInputError, failed_files
 from anira.layout import MANIFEST, SPLITS
+from anira.memory import estimated_shapes, fit_evaluation, fit_training
 from anira.model.model import ONLINE_RULES
 from anira.spec import compose, compose_run, dataset_files, default_choices
 
@@ -183,8 +184,29 @@ def resolve_study():
             dataset_files(task, SCALE, config["data_seed"], overrides_of("generate"))
         for model in study_models():
             run_spec(*model)
+            memory_plans(*model)
     except AniraInputError as err:
         raise WorkflowError(f"invalid study config: {err}") from None
+
+
+GPU_MEM_GB = config["gpu_mem_gb"]
+
+
+@functools.cache
+def memory_plans(task, router, seed):
+    """The training and evaluation memory plans (anira.memory) of a model at its dataset's
+    estimated longest sequences, for a GPU of `gpu_mem_gb`: the training's micro-batch and the
+    evaluation's batch that fit, or one error line when a single sequence does not fit.
+    """
+    spec = run_spec(task, router, seed)
+    vocab, train_len, eval_len = estimated_shapes(
+        task, SCALE, config["data_seed"], overrides_of("generate")
+    )
+    mcfg = spec.model_for(vocab, eval_len)
+    what = f"task {task} router {router}"
+    train = fit_training(mcfg, spec.train.batch_size, train_len, GPU_MEM_GB, what)
+    evaluate = fit_evaluation(mcfg, spec.eval_batch_size, eval_len, GPU_MEM_GB, what)
+    return {"train": train, "evaluate": evaluate}
 
 
 resolve_study()
@@ -302,6 +324,41 @@ def mem_mb(phase):
 def runtime(phase):
     minutes = config["resources"][SCALE][phase]["runtime"]
     return lambda wildcards, attempt: minutes * attempt
+
+
+def planned_mem_mb(phase):
+    """`mem_mb` of a train or evaluate job: the phase's floor from the study config plus the
+    job's planned peak (a GPU rule falls back to a CPU partition, where the host holds it).
+    """
+
+    def evaluate(wildcards):
+        plan = memory_plans(wildcards.task, wildcards.router, int(wildcards.seed))[
+            phase
+        ]
+        return mem_mb(phase) + -(-plan.total // 10**6)
+
+    return evaluate
+
+
+def planned_gpu_mem_mb(phase):
+    """`gpu_mem_mb` of a train or evaluate job: its planned GPU peak, for a site's GPU
+    constraint (e.g. `--set-resources` mapping it to a `constraint` of 40 or 80 GB cards).
+    """
+    return lambda wildcards: -(
+        -memory_plans(wildcards.task, wildcards.router, int(wildcards.seed))[
+            phase
+        ].total
+        // 10**6
+    )
+
+
+def eval_batch(wildcards):
+    """`batch_size=N` when the evaluation plan needs a smaller batch than the scale's."""
+    spec = run_spec(wildcards.task, wildcards.router, int(wildcards.seed))
+    plan = memory_plans(wildcards.task, wildcards.router, int(wildcards.seed))[
+        "evaluate"
+    ]
+    return f"batch_size={plan.batch}" if plan.batch < spec.eval_batch_size else ""
 
 
 def threads(phase):

@@ -631,16 +631,30 @@ class AniraModel(nn.Module):
         )
 
     def loss(
-        self, out: ModelOutput, tokens: torch.Tensor, answer_mask: torch.Tensor
+        self,
+        out: ModelOutput,
+        tokens: torch.Tensor,
+        answer_mask: torch.Tensor,
+        totals: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """CE of the logits at t against token t+1 where answer_mask[t+1], averaged over answer
         tokens, plus gamma · KL(q || p_b) summed over the non-pad tokens of each sequence and
-        averaged over sequences (the paper's reduction: γ weighs a whole sequence's KL)."""
+        averaged over sequences (the paper's reduction: γ weighs a whole sequence's KL).
+
+        ``totals`` = (answer tokens, sequences) of the whole batch when ``tokens`` is one
+        micro-batch of it (gradient accumulation): the sums are divided by the batch's counts, so
+        the micro-batches' losses (and gradients) add up to the batch's."""
         assert answer_mask.shape == tokens.shape, "answer_mask must be aligned with tokens"
         targets = answer_mask[:, 1:].bool()
         logits = out.logits[:, :-1][targets].float()
-        ce = F.cross_entropy(logits, tokens[:, 1:][targets]) if logits.numel() else logits.sum()
-        kl = out.kl.masked_fill(~out.valid, 0.0).sum(-1).mean()
+        kl = out.kl.masked_fill(~out.valid, 0.0).sum(-1)
+        if totals is None:
+            ce = F.cross_entropy(logits, tokens[:, 1:][targets]) if logits.numel() else logits.sum()
+            kl = kl.mean()
+        else:
+            answers, sequences = totals
+            ce = F.cross_entropy(logits, tokens[:, 1:][targets], reduction="sum") / max(answers, 1)
+            kl = kl.sum() / sequences
         loss = ce + self.cfg.gamma * kl
         parts = {"loss": loss.detach().item(), "ce": ce.detach().item(), "kl": kl.detach().item()}
         return loss, parts
