@@ -151,11 +151,13 @@ wildcard_constraints:
     task="|".join(TASKS),
     router="|".join(ROUTERS + sum(config["task_routers"].values(), [])),
     seed=r"\d+",
+    shard=r"\d+",
     split="|".join(SPLITS),
 
 
 # Output layout (anira.layout): results/<scale>/{data,checkpoints,eval,analysis,logs}/...
 DATA_DIR = layout.data_dir(RESULTS, "{task}")
+PARTS_DIR = layout.parts_dir(RESULTS, "{task}")
 CKPT_DIR = layout.checkpoint_dir(RESULTS, "{task}", "{router}", "{seed}")
 EVAL_DIR = layout.eval_dir(RESULTS, "{task}", "{router}", "{seed}")
 ANALYSIS_DIR = layout.analysis_dir(RESULTS)
@@ -253,6 +255,19 @@ def redo_if_broken(pattern):
 def files_in(directory, names):
     """Named outputs: `{directory}/{name}` keyed by the name with dots as underscores."""
     return {name.replace(".", "_"): f"{directory}/{name}" for name in names}
+
+
+SHARDS = config["generation_shards"]
+
+
+def generation_parts(wildcards):
+    """The parts a sharded generation gathers (none with one shard)."""
+    if SHARDS == 1:
+        return []
+    return [
+        layout.part_file(PARTS_DIR, shard).format(task=wildcards.task)
+        for shard in range(SHARDS)
+    ]
 
 
 def dataset(wildcards):
