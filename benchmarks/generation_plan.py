@@ -105,14 +105,14 @@ def makespan(jobs: dict[str, list[float]], gathers: dict[str, float], slots: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configfile", default=str(ROOT / "config/study/paper.yaml"))
+    parser.add_argument("--configfile", default="config/study/paper.yaml")
     parser.add_argument("--shards", type=int, default=None)
     parser.add_argument("--slots", type=int, default=64)
     parser.add_argument("--train-examples", type=int, default=200)
     parser.add_argument("--eval-examples", type=int, default=60)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/generation_plan.json"))
     args = parser.parse_args()
-    study = OmegaConf.load(args.configfile)
+    study = OmegaConf.load(ROOT / args.configfile)
     shards = args.shards or int(study.get("generation_shards", 1))
     rows = []
     for name in study.tasks:

@@ -100,11 +100,11 @@ def validation_rows() -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--configfile", default=str(ROOT / "config/study/paper.yaml"))
+    parser.add_argument("--configfile", default="config/study/paper.yaml")
     parser.add_argument("--gpu-mem-gb", type=float, default=80.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/memory_plan.json"))
     args = parser.parse_args()
-    study = OmegaConf.load(args.configfile)
+    study = OmegaConf.load(ROOT / args.configfile)
     result = {
         "machine": machine_info(),
         "configfile": args.configfile,
