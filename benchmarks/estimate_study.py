@@ -18,6 +18,11 @@ How (no GPU on the machine this was written on, so GPU time is an estimate from 
 - GPU time = FLOPs ÷ ``--gpu-tflops``, an *assumed* sustained bf16 throughput (default 60
   TFLOP/s ≈ 20 % of an A100's dense bf16 peak: these models are small, d_model 384, so far from
   peak). The paper quotes ≈ 7 A100-hours per 250k-step run; the printout compares.
+- Memory (``anira.memory``, the plan the workflow makes before submitting): per task, the
+  training micro-batch and planned peak of its largest router at ``--gpu-mem-gb``, and the
+  evaluation batch and peak. Micro-batching splits a step into several passes of the same FLOPs,
+  so it changes the wall time (smaller kernels), not the FLOP count nor the number of optimizer
+  steps; the GPU time above does not model that slowdown.
 - Measured on this machine: the CPU's training throughput of the same model (a few forward +
   backward steps; FLOP/s and the CPU-hours the study would take here) and the data generation
   time per example (CPU work, reported as CPU-hours). The analyses and figures read the
@@ -38,8 +43,9 @@ from omegaconf import OmegaConf
 
 from anira.data import build_task
 from anira.io import atomic_write_json, measured_on
+from anira.memory import GB, estimated_shapes, fit_evaluation, fit_training
 from anira.model import AniraModel, ModelConfig, ModelOutput
-from anira.spec import study_configs
+from anira.spec import compose_run, study_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 128  # the LM head's share is small; the tasks' vocabularies are below this
@@ -84,12 +90,38 @@ def cpu_training_flops_per_s(model_kw: dict, steps: int = 3) -> float:
     return 3 * forward_flops(model, 128) * 4 / seconds
 
 
+def memory_plans(task: str, study, limit_gb: float) -> dict:
+    """The memory plan (``anira.memory``) of the task's largest model (over the study's routers):
+    training micro-batch and peak, evaluation batch and peak, at ``limit_gb`` of GPU memory."""
+    vocab, train_len, eval_len = estimated_shapes(task, study.scale, 0)
+    plans = []
+    for router in study.routers:
+        spec = compose_run(task, router, study.scale, 0)
+        mcfg = spec.model_for(vocab, eval_len)
+        plans.append(
+            (
+                fit_training(mcfg, spec.train.batch_size, train_len, limit_gb, task),
+                fit_evaluation(mcfg, spec.eval_batch_size, eval_len, limit_gb, task),
+            )
+        )
+    train = max((p[0] for p in plans), key=lambda plan: plan.total)
+    evaluate = max((p[1] for p in plans), key=lambda plan: plan.total)
+    return {
+        "planned_train_sequence": train_len,
+        "train_micro_batch": train.micro_batch,
+        "train_peak_gb": train.total / GB,
+        "eval_batch": evaluate.batch,
+        "eval_peak_gb": evaluate.total / GB,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configfile", required=True)
     parser.add_argument("--gpu-tflops", type=float, default=60.0)
     parser.add_argument("--step-ms", type=float, default=5.0)
     parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--gpu-mem-gb", type=float, default=80.0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_cost.json"))
     args = parser.parse_args()
     study = OmegaConf.load(args.configfile)
@@ -123,10 +155,12 @@ def main() -> None:
             eval_flops += 2 * n * forward_flops(model, round(length))
             eval_steps += math.ceil(n / scale.eval.batch_size) * answer
         n_examples = sum(count for _, _, count in plan)
+        memory = memory_plans(name, study, args.gpu_mem_gb)
         row = {
             "task": name,
             "max_depth": depth,
             "longest_sequence": longest,
+            **memory,
             "generation_cpu_h": n_examples * gen_s / 3600,
             "train_gpu_h_per_run": train_flops / gpu / 3600,
             "eval_gpu_h_per_run": (eval_flops / gpu + eval_steps * args.step_ms / 1e3) / 3600,
@@ -155,6 +189,7 @@ def main() -> None:
         "estimate": True,
         "assumed_gpu_tflops": args.gpu_tflops,
         "assumed_decode_step_ms": args.step_ms,
+        "gpu_mem_gb": args.gpu_mem_gb,
         "measured_cpu_train_gflops": cpu_flops / 1e9,
         "runs_per_task": runs,
         "phases": dict(phases) | {"analyses_gpu_h": 0.0, "total_gpu_h": total},

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from scipy.stats import spearmanr
 
+from anira.memory import training_plan
+from anira.model import ModelConfig
 from tests.configs import TINY_SCALE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,11 +80,16 @@ def strongest_by_scipy(eval_dir: Path) -> list[dict]:
     return [{"feature": name, "spearman": rho} for name, rho in found[:3]]
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_sweep():
-    spec = importlib.util.spec_from_file_location("sweep", ROOT / "benchmarks/sweep_router.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    return sweep
+    return load_benchmark("sweep_router")
 
 
 def test_router_sweep_settings_are_gamma_base_pairs():
@@ -124,3 +132,30 @@ def test_router_sweep_chooses_on_val_among_early_runs():
     ]
     assert sweep.choose(rows)["gamma"] == 0.001
     assert sweep.choose(rows[3:])["router"] == "online"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_refuses_without_cuda_in_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, str(ROOT / "benchmarks/gpu_check.py"), f"--out={out}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stdout.strip().splitlines() == [
+        "error: benchmarks/gpu_check.py needs a CUDA device; none is available"
+    ]
+    assert not out.exists()
+
+
+def test_gpu_check_compares_the_plan_with_the_measured_peak():
+    """The plan must bound the peak, by at most the tolerance: a plan below the peak, or far
+    above it, is flagged."""
+    gpu_check = load_benchmark("gpu_check")
+    mcfg = ModelConfig(vocab_size=30, d_model=32, n_heads=2)
+    plan = training_plan(mcfg, 4, 4, 64, cuda=True)
+    fits = gpu_check.compare(plan, plan.total // 2 + 1, tolerance=1.0)
+    assert fits["plan_bounds_peak"] and fits["within_tolerance"]
+    assert fits["plan_over_measured"] == pytest.approx(2.0, rel=1e-6)
+    below = gpu_check.compare(plan, plan.total + 1, tolerance=1.0)
+    assert not below["plan_bounds_peak"] and not below["within_tolerance"]
+    far = gpu_check.compare(plan, plan.total // 3, tolerance=1.0)
+    assert far["plan_bounds_peak"] and not far["within_tolerance"]

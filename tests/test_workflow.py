@@ -132,6 +132,49 @@ def test_slurm_profile_requests_a_gpu_for_training_at_paper_scale():
     assert "task=lano" in out and "scale=paper" in out
 
 
+def job_resources(dry_run: str, rule: str) -> dict[str, dict[str, str]]:
+    """{task: {resource: value}} of the jobs of `rule` in a dry run's output."""
+    jobs = {}
+    for block in dry_run.split("\n\n"):
+        if re.search(rf"^(local)?rule {rule}:", block, re.MULTILINE):
+            task = re.search(r"task=([^,\s]+)", block).group(1)
+            line = re.search(r"resources: (.*)", block).group(1)
+            jobs[task] = dict(item.split("=", 1) for item in line.split(", "))
+    return jobs
+
+
+def test_slurm_resources_follow_each_jobs_memory_plan():
+    """Under the SLURM profile (fake SLURM on PATH), at paper scale, the longest-sequence task
+    (Floyd–Warshall, ≈4,500 tokens at its extrapolation size) asks for more host and GPU memory
+    than a short one (minimum, ≈70 tokens), for training and for evaluation."""
+    env = {**SLURM_ENV, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
+    out = run(
+        ["snakemake", "-n", "--nolock", "--cores", "all", "--profile", "slurm", "--forceall"]
+        + ["--config", "scale=paper", "tasks=[clrs_floyd_warshall,clrs_minimum]"]
+        + ["routers=[early]", "task_routers={}", "--until", "evaluate"],
+        env=env,
+    ).stdout
+    for rule in ("train", "evaluate"):
+        jobs = job_resources(out, rule)
+        long, short = jobs["clrs_floyd_warshall"], jobs["clrs_minimum"]
+        assert int(long["gpu_mem_mb"]) > 2 * int(short["gpu_mem_mb"]), (rule, long, short)
+        extra = int(long["gpu_mem_mb"]) - int(short["gpu_mem_mb"])  # on the same floor
+        assert int(long["mem_mb"]) - int(short["mem_mb"]) >= extra - 1, (rule, long, short)
+        assert int(long["gpu_mem_mb"]) <= 80_000
+
+
+def test_a_study_whose_training_cannot_fit_the_gpu_fails_before_any_job():
+    result = run(
+        ["snakemake", "-n", "--nolock", "--config", "tasks=[brevo]", "routers=[early]"]
+        + ["task_routers={}", "gpu_mem_gb=0.001"],
+        check=False,
+    )
+    assert result.returncode != 0
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "gpu_mem_gb" in line]
+    assert errors and "task brevo router early: training needs" in errors[0], errors
+    assert "more than gpu_mem_gb=0.001" in errors[0]
+
+
 def test_unknown_task_is_rejected_at_parse_time():
     result = run(["snakemake", "-n", "--nolock", "--config", "tasks=[nope]"], check=False)
     assert result.returncode != 0
@@ -257,7 +300,11 @@ def test_fake_slurm_drives_a_tiny_study_through_the_real_plugin(tmp_path):
         for attempt, line in enumerate(lines, start=1):
             assert option(line, "-A") == "test-account", line
             assert option(line, "-p") == ("test-gpu" if on_gpu else "test-partition"), line
-            assert option(line, "--mem") == str(expected["mem_mb"]), line
+            mem = int(option(line, "--mem"))
+            if phase.get(rule) in ("train", "evaluate") and rule != "dynamics":
+                assert mem > expected["mem_mb"], line  # the floor plus the job's memory plan
+            else:
+                assert mem == expected["mem_mb"], line
             assert option(line, "-t") == str(expected["runtime"] * attempt), line
             assert option(line, "--gpus") == ("1" if on_gpu else None), line
             cpus = profile.get(rule, {}).get("cpus_per_task")

@@ -16,11 +16,16 @@ size. ``val`` is for choosing (hyperparameters, settings), ``test`` for reportin
 
 Determinism: each (split, size) draws from its own RNG,
 ``SeedSequence(seed, spawn_key=(split index, size))``, so the same seed gives byte-identical files
-and adding a size never changes the examples of another. Duplicates inside ``train`` are kept (they
-are i.i.d. draws); an example of an evaluation split whose token sequence occurs in ``train`` or
-earlier in an evaluation split (``val`` is drawn last) is rejected and redrawn, and the rejections
-are counted in ``summary.json``. A size whose example space is too small to fill a split that way
-is an error.
+and adding a size never changes the examples of another. The training split is drawn in blocks of
+``CHUNK`` examples per size (its Parquet row groups), block b > 0 from
+``SeedSequence(seed, spawn_key=(0, size, b))`` and block 0 from the (split, size) stream, so
+blocks can be drawn by parallel shards (:func:`generate_part`) and gathered into the same bytes
+whatever the number of shards, and a size of at most ``CHUNK`` training examples (every size of
+the ``mini`` scale) draws what it drew before blocks existed. Duplicates inside ``train`` are kept
+(they are i.i.d. draws); an example of an evaluation split whose token sequence occurs in
+``train`` or earlier in an evaluation split (``val`` is drawn last) is rejected and redrawn, and
+the rejections are counted in ``summary.json``. A size whose example space is too small to fill a
+split that way is an error.
 
 Parquet columns: ``id``, ``task``, ``size``, ``split``, ``tokens`` (list of int64 ids),
 ``token_str``, ``answer_mask``, ``instance`` (JSON) and ``f_<feature>`` (list of float, null where
@@ -79,6 +84,7 @@ log = logging.getLogger(__name__)
 
 BASE_COLUMNS = ("id", "task", "size", "split", "tokens", "token_str", "answer_mask", "instance")
 CHUNK = 10_000  # examples per Parquet row group (fixed, so files stay byte-identical)
+REJECTIONS = ("rejected_train_overlap", "rejected_repeat")  # summary.json counters per size
 MAX_DRAWS_FACTOR = 20  # an evaluation split may draw this many times its count (+1000)
 
 
@@ -271,6 +277,43 @@ def split_rng(seed: int, split: str, size: int) -> np.random.Generator:
     return np.random.default_rng(sequence)
 
 
+def block_rng(seed: int, size: int, block: int) -> np.random.Generator:
+    """The RNG of training block ``block`` of ``size`` (its examples ``block·CHUNK`` onwards).
+    Block 0 keeps the (split, size) stream of :func:`split_rng`, so a size of at most ``CHUNK``
+    training examples draws what it drew before training was split into blocks."""
+    if block == 0:
+        return split_rng(seed, TRAIN, size)
+    sequence = np.random.SeedSequence(seed, spawn_key=(SPLITS.index(TRAIN), size, block))
+    return np.random.default_rng(sequence)
+
+
+def train_blocks(plan: list[tuple[str, int, int]]) -> list[tuple[int, int, int]]:
+    """``(size, block, count)`` of every block of the training split, in file order: each size's
+    examples in blocks of ``CHUNK`` (the Parquet row groups), the last one partial."""
+    return [
+        (size, block, min(CHUNK, count - block * CHUNK))
+        for split, size, count in plan
+        if split == TRAIN
+        for block in range(-(-count // CHUNK))
+    ]
+
+
+def shard_blocks(blocks: list, shard: int, shards: int) -> list:
+    """The blocks shard ``shard`` of ``shards`` draws: a contiguous run, sizes balanced."""
+    if not 0 <= shard < shards:
+        raise AniraInputError(f"shard must be in [0, {shards}), got {shard}")
+    return blocks[shard * len(blocks) // shards : (shard + 1) * len(blocks) // shards]
+
+
+def block_table(
+    task: Task, vocab: Vocabulary, seed: int, size: int, block: int, count: int
+) -> pa.Table:
+    """The rows of one training block, drawn from :func:`block_rng`."""
+    rng = block_rng(seed, size, block)
+    ids = (f"{TRAIN}-{size}-{block * CHUNK + i:07d}" for i in range(count))
+    return examples_table(task, vocab, TRAIN, [(i, task.sample(size, rng)) for i in ids])
+
+
 def sequence_key(token_str: list[str]) -> bytes:
     """A 16-byte digest of a token sequence, used to find examples shared between splits."""
     return hashlib.blake2b("\x1f".join(token_str).encode("utf-8"), digest_size=16).digest()
@@ -317,6 +360,10 @@ class _Progress:
         self.split, self.total, self.every = split, total, max(int(every), 1)
         self.done, self.start = 0, time.perf_counter()
 
+    def advance(self, n: int) -> None:
+        for _ in range(n):
+            self.step()
+
     def step(self) -> None:
         self.done += 1
         if self.done % self.every == 0 or (self.done == self.total and self.total >= self.every):
@@ -336,12 +383,13 @@ def draw_examples(
     eval_keys: set[bytes],
     progress: _Progress,
 ) -> tuple[Iterator[Example], dict[str, int]]:
-    """Draw ``count`` examples of one (split, size); see the module docstring for the rules.
+    """Draw ``count`` examples of one evaluation (split, size); see the module docstring for the
+    rules (the training split is drawn in blocks: :func:`train_tables`).
 
     Returns a lazy iterator and the counters it fills (``rejected_train_overlap``,
     ``rejected_repeat``) as it runs.
     """
-    stats = {"count": count, "rejected_train_overlap": 0, "rejected_repeat": 0}
+    stats = {"count": count, **dict.fromkeys(REJECTIONS, 0)}
     rng = split_rng(seed, split, size)
     max_draws = MAX_DRAWS_FACTOR * count + 1000
 
@@ -357,16 +405,13 @@ def draw_examples(
             draws += 1
             example = task.sample(size, rng)
             key = sequence_key(example.token_str)
-            if split == TRAIN:
-                train_keys.add(key)
-            elif key in train_keys:
+            if key in train_keys:
                 stats["rejected_train_overlap"] += 1
                 continue
-            elif key in eval_keys:
+            if key in eval_keys:
                 stats["rejected_repeat"] += 1
                 continue
-            else:
-                eval_keys.add(key)
+            eval_keys.add(key)
             made += 1
             progress.step()
             yield example
@@ -411,10 +456,61 @@ def build_task(task_cfg: Mapping[str, Any], scale: str) -> tuple[Task, dict[str,
     return task, params, plan
 
 
+def train_tables(
+    task: Task, vocab: Vocabulary, plan: list, seed: int, parts: list[Path] | None
+) -> Iterator[pa.Table]:
+    """The rows of every training block in file order: drawn here, or (``parts``) read
+    from the part files :func:`generate_part` wrote for each shard, checked block by block."""
+    blocks = train_blocks(plan)
+    if parts is None:
+        for size, block, count in blocks:
+            yield block_table(task, vocab, seed, size, block, count)
+        return
+    for shard, path in enumerate(parts):
+        expected = shard_blocks(blocks, shard, len(parts))
+        try:
+            part = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as err:
+            raise AniraInputError(f"cannot read part {path}: {err}") from err
+        if part.num_row_groups != len(expected):
+            raise AniraInputError(
+                f"part {path} holds {part.num_row_groups} blocks, not the {len(expected)} of "
+                f"shard {shard} of {len(parts)}: generated for another plan or shard count"
+            )
+        for index, (size, block, count) in enumerate(expected):
+            table = part.read_row_group(index)
+            ids = [f"{TRAIN}-{size}-{block * CHUNK + i:07d}" for i in range(count)]
+            if table["id"].to_pylist() != ids:
+                raise AniraInputError(f"part {path} block {index} is not size {size} block {block}")
+            yield table
+
+
+def generate_part(
+    task_cfg: Any, scale: str, seed: int, shard: int, shards: int, path: str | os.PathLike
+) -> int:
+    """Write shard ``shard`` of ``shards`` of the training split (its blocks, one row group each)
+    to ``path``; returns the number of examples. :func:`generate_dataset` with the parts of every
+    shard writes the dataset a single process writes, byte for byte."""
+    task, _, plan = build_task(_as_container(task_cfg), scale)
+    vocab = Vocabulary([PAD, *task.vocab_tokens(max(size for _, size, _ in plan))])
+    rows = 0
+    with atomic_path(Path(path)) as tmp, pq.ParquetWriter(tmp, split_schema(task)) as writer:
+        for size, block, count in shard_blocks(train_blocks(plan), shard, shards):
+            writer.write_table(block_table(task, vocab, seed, size, block, count))
+            rows += count
+    return rows
+
+
 def generate_dataset(
-    task_cfg: Any, scale: Any, seed: int, out_dir: str | os.PathLike, progress_every: int = 50_000
+    task_cfg: Any,
+    scale: Any,
+    seed: int,
+    out_dir: str | os.PathLike,
+    progress_every: int = 50_000,
+    parts: list[Path] | None = None,
 ) -> dict[str, Any]:
-    """Write every split of ``task_cfg`` at ``scale`` (a name, or a config with ``name``).
+    """Write every split of ``task_cfg`` at ``scale`` (a name, or a config with ``name``); the
+    training split from ``parts`` (:func:`generate_part`'s files, one per shard) when given.
 
     Everything is validated before any file is written; splits are written under temporary names
     and renamed only when every split is complete, then ``vocab.json``, ``config.yaml``,
@@ -449,6 +545,16 @@ def generate_dataset(
                 tmp = stack.enter_context(atomic_path(out_dir / split_file(split)))
                 with pq.ParquetWriter(tmp, schema) as writer:
                     summary["splits"][split] = {}
+                    if split == TRAIN:
+                        for table in train_tables(task, vocab, plan, seed, parts):
+                            train_keys.update(map(sequence_key, table["token_str"].to_pylist()))
+                            writer.write_table(table)
+                            progress.advance(table.num_rows)
+                        summary["splits"][split] = {
+                            str(size): {"count": count, **dict.fromkeys(REJECTIONS, 0)}
+                            for size, count in split_plan
+                        }
+                        continue
                     for size, count in split_plan:
                         examples, stats = draw_examples(
                             task, split, size, count, seed, train_keys, eval_keys, progress

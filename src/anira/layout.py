@@ -16,6 +16,7 @@ the manifest is written last, so a directory without one is incomplete.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from anira.io import MANIFEST_NAME
 
@@ -74,6 +75,15 @@ def eval_files(splits: Iterable[str] = SPLITS) -> list[str]:
 
 def data_dir(results: str, task: str) -> str:
     return f"{results}/data/{task}"
+
+
+def part_file(parts_dir: str | Path, shard: int | str) -> str:
+    """The training examples of one shard of a sharded generation (``anira.data``)."""
+    return f"{parts_dir}/part{shard}.parquet"
+
+
+def parts_dir(results: str, task: str) -> str:
+    return f"{results}/data_parts/{task}"
 
 
 def checkpoint_dir(results: str, task: str, router: str, seed: int | str) -> str:

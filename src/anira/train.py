@@ -7,6 +7,11 @@
   data is read; a bad value is one ``error:`` line and exit status 2.
 - AdamW with linear warmup and cosine decay to ``min_lr_ratio``; CUDA with bf16 autocast when
   present, CPU otherwise.
+- Gradient accumulation: each batch runs as the fewest micro-batches whose planned peak
+  (:mod:`anira.memory`, at the longest training sequence) fits ``gpu_mem_gb``; their losses are
+  normalised by the whole batch's counts, so the step equals the whole batch's up to float
+  rounding (the routers' random draws are split with the batch: ``gpu_mem_gb`` is part of the
+  run's configuration). A training that does not fit at micro-batch 1 is one ``error:`` line.
 - Batches are a pure function of ``(seed, step)`` (one seeded permutation per epoch, after an
   optional size curriculum: ``task.scales.<scale>.curriculum``, see :class:`Curriculum`), and the
   checkpoint holds model, optimizer, scheduler, torch RNG and the metric accumulators, so an
@@ -68,6 +73,7 @@ from anira.layout import (
     TRAIN,
     dynamics_file,
 )
+from anira.memory import GB, Plan, check_limit, fit_training
 from anira.model import AniraModel, ModelConfig
 from anira.spec import RunSpec, integer
 
@@ -294,30 +300,62 @@ def build_run(
     return Run(model, optimizer, scheduler, device, config, vocab.hash)
 
 
-def train_step(run: Run, tokens: torch.Tensor, answer_mask: torch.Tensor, grad_clip: float) -> None:
-    """One optimisation step on a batch; its loss, accuracy and depth go to ``run.meter``."""
-    with autocast(run.device):
-        out = run.model(tokens)
-        loss, parts = run.model.loss(out, tokens, answer_mask)
+def train_step(
+    run: Run, batches: list[tuple[torch.Tensor, torch.Tensor]], grad_clip: float
+) -> None:
+    """One optimisation step on a batch given as micro-batches ``(tokens, answer_mask)``, each
+    trimmed to its own longest sequence. With more than one, their gradients accumulate, each
+    loss normalised by the whole batch's answer tokens and sequences (``AniraModel.loss``'s
+    ``totals``): the step is the whole batch's. Loss, accuracy and depth go to ``run.meter``."""
+    totals = None
+    if len(batches) > 1:
+        totals = (
+            sum(int(mask[:, 1:].sum()) for _, mask in batches),
+            sum(len(tokens) for tokens, _ in batches),
+        )
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    for tokens, answer_mask in batches:
+        tokens, answer_mask = tokens.to(run.device), answer_mask.to(run.device)
+        with autocast(run.device):
+            out = run.model(tokens)
+            loss, parts = run.model.loss(out, tokens, answer_mask, totals)
+        loss.backward()
+        with torch.no_grad():
+            targets = answer_mask[:, 1:]
+            hits = out.logits[:, :-1].argmax(-1) == tokens[:, 1:]
+            run.meter.add(
+                loss=parts["loss"],
+                ce=parts["ce"],
+                kl=parts["kl"],
+                correct=float(hits[targets].sum()),
+                answers=float(targets.sum()),
+                depth_sum=float(out.depth[:, :-1][targets].sum()),
+                tokens=float((tokens != 0).sum()),
+            )
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
     run.optimizer.step()
     run.scheduler.step()
-    with torch.no_grad():
-        targets = answer_mask[:, 1:]
-        hits = out.logits[:, :-1].argmax(-1) == tokens[:, 1:]
-        run.meter.add(
-            loss=float(loss),
-            ce=float(parts.get("ce", loss)),
-            kl=float(parts.get("kl", 0.0)),
-            correct=float(hits[targets].sum()),
-            answers=float(targets.sum()),
-            depth_sum=float(out.depth[:, :-1][targets].sum()),
-            tokens=float((tokens != 0).sum()),
-            steps=1.0,
-        )
+    run.meter.add(steps=1.0)
     run.step += 1
+
+
+def micro_batches(data: PaddedSplit, idx: np.ndarray, micro_batch: int) -> list:
+    """The batch ``idx`` as consecutive micro-batches of ``micro_batch`` rows, each trimmed."""
+    return [data.batch(idx[i : i + micro_batch]) for i in range(0, len(idx), micro_batch)]
+
+
+def training_memory(spec: RunSpec, mcfg: ModelConfig, data: PaddedSplit, gpu_mem_gb: Any):
+    """The memory plan of this training (:mod:`anira.memory`) at the longest training sequence:
+    its micro-batch fits ``gpu_mem_gb`` of GPU memory (the plan is the GPU's, whatever device
+    runs, so a run's micro-batches, hence its random draws, do not depend on the machine)."""
+    limit = check_limit(gpu_mem_gb)
+    what = f"task {spec.task} router {spec.router}"
+    return fit_training(mcfg, spec.train.batch_size, data.tokens.shape[1], limit, what)
+
+
+def plan_line(plan: Plan) -> str:
+    micro = f"micro-batch {plan.micro_batch} × {plan.accumulation_steps}"
+    return f"{micro}, planned peak {plan.total / GB:.1f} GB"
 
 
 def log_window(run: Run, total: int, window_seconds: float, rate: float) -> None:
@@ -380,6 +418,7 @@ def train(cfg: DictConfig) -> Status:
     set_threads(threads)
     data = PaddedSplit.from_frame(frame)
     run = build_run(spec, mcfg, device, config, vocab)
+    plan = training_memory(spec, mcfg, data, cfg.gpu_mem_gb)
     total = spec.train.steps
     if state is not None:
         run.restore(state)
@@ -387,7 +426,7 @@ def train(cfg: DictConfig) -> Status:
     print(
         f"train {spec.task}/{spec.router} seed={spec.seed} scale={spec.scale}: "
         f"{run.model.num_params():,} parameters, D={mcfg.max_depth}, {len(data)} examples, "
-        f"{total} steps on {device}",
+        f"{total} steps on {device}; {plan_line(plan)}",
         flush=True,
     )
     run.model.train()
@@ -395,8 +434,7 @@ def train(cfg: DictConfig) -> Status:
     first = run.step
     while run.step < total:
         idx = curriculum.batch(run.step, spec.train.batch_size, spec.seed)
-        tokens, answer_mask = (t.to(device) for t in data.batch(idx))
-        train_step(run, tokens, answer_mask, spec.train.grad_clip)
+        train_step(run, micro_batches(data, idx, plan.micro_batch), spec.train.grad_clip)
         if run.step in kept:
             atomic_write_bytes(out_dir / dynamics_file(run.step), state_bytes(run.weights()))
         if run.step % spec.train.log_every == 0 or run.step == total:

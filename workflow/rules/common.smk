@@ -17,6 +17,7 @@ from anira import layout
 from anira.data import manifest_content
 from anira.io import AniraInputError, failed_files, sha256_file
 from anira.layout import MANIFEST, SPLITS
+from anira.memory import estimated_shapes, fit_evaluation, fit_training
 from anira.model.model import ONLINE_RULES
 from anira.spec import (
     compose,
@@ -172,11 +173,13 @@ wildcard_constraints:
     task="|".join(TASKS),
     router="|".join(ROUTERS + sum(config["task_routers"].values(), [])),
     seed=r"\d+",
+    shard=r"\d+",
     split="|".join(SPLITS),
 
 
 # Output layout (anira.layout): results/<scale>/{data,checkpoints,eval,analysis,logs}/...
 DATA_DIR = layout.data_dir(RESULTS, "{task}")
+PARTS_DIR = layout.parts_dir(RESULTS, "{task}")
 CKPT_DIR = layout.checkpoint_dir(RESULTS, "{task}", "{router}", "{seed}")
 EVAL_DIR = layout.eval_dir(RESULTS, "{task}", "{router}", "{seed}")
 ANALYSIS_DIR = layout.analysis_dir(RESULTS)
@@ -205,8 +208,29 @@ def resolve_study():
             dataset_files(task, SCALE, config["data_seed"], overrides_of("generate"))
         for model in study_models():
             run_spec(*model)
+            memory_plans(*model)
     except AniraInputError as err:
         raise WorkflowError(f"invalid study config: {err}") from None
+
+
+GPU_MEM_GB = config["gpu_mem_gb"]
+
+
+@functools.cache
+def memory_plans(task, router, seed):
+    """The training and evaluation memory plans (anira.memory) of a model at its dataset's
+    estimated longest sequences, for a GPU of `gpu_mem_gb`: the training's micro-batch and the
+    evaluation's batch that fit, or one error line when a single sequence does not fit.
+    """
+    spec = run_spec(task, router, seed)
+    vocab, train_len, eval_len = estimated_shapes(
+        task, SCALE, config["data_seed"], overrides_of("generate")
+    )
+    mcfg = spec.model_for(vocab, eval_len)
+    what = f"task {task} router {router}"
+    train = fit_training(mcfg, spec.train.batch_size, train_len, GPU_MEM_GB, what)
+    evaluate = fit_evaluation(mcfg, spec.eval_batch_size, eval_len, GPU_MEM_GB, what)
+    return {"train": train, "evaluate": evaluate}
 
 
 resolve_study()
@@ -340,6 +364,19 @@ def dataset_for(pattern):
     return data
 
 
+SHARDS = config["generation_shards"]
+
+
+def generation_parts(wildcards):
+    """The parts a sharded generation gathers (none with one shard)."""
+    if SHARDS == 1:
+        return []
+    return [
+        layout.part_file(PARTS_DIR, shard).format(task=wildcards.task)
+        for shard in range(SHARDS)
+    ]
+
+
 def data_params():
     """What the data depends on beyond the Hydra configs a reading rule lists (the seed and the
     study's generate overrides), as a param of the rule: a change reruns it."""
@@ -402,6 +439,41 @@ def mem_mb(phase):
 def runtime(phase):
     minutes = config["resources"][SCALE][phase]["runtime"]
     return lambda wildcards, attempt: minutes * attempt
+
+
+def planned_mem_mb(phase):
+    """`mem_mb` of a train or evaluate job: the phase's floor from the study config plus the
+    job's planned peak (a GPU rule falls back to a CPU partition, where the host holds it).
+    """
+
+    def evaluate(wildcards):
+        plan = memory_plans(wildcards.task, wildcards.router, int(wildcards.seed))[
+            phase
+        ]
+        return mem_mb(phase) + -(-plan.total // 10**6)
+
+    return evaluate
+
+
+def planned_gpu_mem_mb(phase):
+    """`gpu_mem_mb` of a train or evaluate job: its planned GPU peak, for a site's GPU
+    constraint (e.g. `--set-resources` mapping it to a `constraint` of 40 or 80 GB cards).
+    """
+    return lambda wildcards: -(
+        -memory_plans(wildcards.task, wildcards.router, int(wildcards.seed))[
+            phase
+        ].total
+        // 10**6
+    )
+
+
+def eval_batch(wildcards):
+    """`batch_size=N` when the evaluation plan needs a smaller batch than the scale's."""
+    spec = run_spec(wildcards.task, wildcards.router, int(wildcards.seed))
+    plan = memory_plans(wildcards.task, wildcards.router, int(wildcards.seed))[
+        "evaluate"
+    ]
+    return f"batch_size={plan.batch}" if plan.batch < spec.eval_batch_size else ""
 
 
 def threads(phase):

@@ -12,7 +12,8 @@ rule evaluate:
         CONDA_ENV
     threads: threads("evaluate")
     resources:
-        mem_mb=mem_mb("evaluate"),
+        mem_mb=planned_mem_mb("evaluate"),
+        gpu_mem_mb=planned_gpu_mem_mb("evaluate"),
         runtime=runtime("evaluate"),
         slurm_account=slurm_env("account"),
         slurm_partition=slurm_env("gpu"),
@@ -21,10 +22,12 @@ rule evaluate:
         data=data_params(),
         checkpoint=lambda wildcards, input: dir_of(input.checkpoint[0]),
         out_dir=lambda wildcards, output: dir_of(output.manifest_json),
+        batch=eval_batch,
         overrides=overrides("evaluate"),
     shell:
         "python -m anira.evaluate checkpoint={params.checkpoint} data_dir={params.data_dir}"
-        " out_dir={params.out_dir} threads={threads} {params.overrides} > {log} 2>&1"
+        " out_dir={params.out_dir} threads={threads} {params.batch} {params.overrides}"
+        " > {log} 2>&1"
 
 
 rule evaluations:

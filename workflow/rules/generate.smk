@@ -1,7 +1,38 @@
-rule generate:
-    """One task's dataset: every split as Parquet, the vocabulary and a checksum manifest."""
+rule generate_part:
+    """One shard of a task's training examples (`generation_shards` > 1), gathered by `generate`."""
     input:
         hydra_configs("generate", task="{task}", scale=SCALE),
+    output:
+        temp(layout.part_file(PARTS_DIR, "{shard}")),
+    log:
+        f"{LOG_DIR}/generate/{{task}}.part{{shard}}.log",
+    priority: generate_priority
+    conda:
+        CONDA_ENV
+    threads: threads("generate")
+    resources:
+        mem_mb=mem_mb("generate"),
+        runtime=runtime("generate"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        parts_dir=PARTS_DIR,
+        scale=SCALE,
+        seed=config["data_seed"],
+        shards=SHARDS,
+        overrides=overrides("generate"),
+    shell:
+        "python -m anira.generate task={wildcards.task} scale={params.scale} seed={params.seed}"
+        " shards={params.shards} shard={wildcards.shard} parts_dir={params.parts_dir}"
+        " {params.overrides} > {log} 2>&1"
+
+
+rule generate:
+    """One task's dataset: every split as Parquet, the vocabulary and a checksum manifest (with
+    `generation_shards` > 1, the training split gathered from the shards' parts)."""
+    input:
+        hydra_configs("generate", task="{task}", scale=SCALE),
+        parts=generation_parts,
         integrity=redo_if_broken(DATA_DIR),
     output:
         **files_in(DATA_DIR, DATA_FILES),
@@ -20,10 +51,11 @@ rule generate:
         out_dir=lambda wildcards, output: dir_of(output.manifest_json),
         scale=SCALE,
         seed=config["data_seed"],
+        shards=f"shards={SHARDS} parts_dir={PARTS_DIR}" if SHARDS > 1 else "",
         overrides=overrides("generate"),
     shell:
         "python -m anira.generate task={wildcards.task} scale={params.scale} seed={params.seed}"
-        " out_dir={params.out_dir} {params.overrides} > {log} 2>&1"
+        " out_dir={params.out_dir} {params.shards} {params.overrides} > {log} 2>&1"
 
 
 rule datasets:

@@ -12,7 +12,8 @@ rule train:
         CONDA_ENV
     threads: threads("train")
     resources:
-        mem_mb=mem_mb("train"),
+        mem_mb=planned_mem_mb("train"),
+        gpu_mem_mb=planned_gpu_mem_mb("train"),
         runtime=runtime("train"),
         slurm_account=slurm_env("account"),
         slurm_partition=slurm_env("gpu"),
@@ -21,11 +22,13 @@ rule train:
         data=data_params(),
         out_dir=lambda wildcards, output: dir_of(output.manifest_json),
         scale=SCALE,
+        gpu_mem_gb=GPU_MEM_GB,
         overrides=overrides("train"),
     shell:
         "python -m anira.train task={wildcards.task} router={wildcards.router}"
         " seed={wildcards.seed} scale={params.scale} data_dir={params.data_dir}"
-        " out_dir={params.out_dir} threads={threads} {params.overrides} > {log} 2>&1"
+        " out_dir={params.out_dir} threads={threads} gpu_mem_gb={params.gpu_mem_gb}"
+        " {params.overrides} > {log} 2>&1"
 
 
 rule models:

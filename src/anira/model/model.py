@@ -866,25 +866,49 @@ class AniraModel(nn.Module):
         return self.lm_head(self.norm(self.coda(s, cos, sin)))
 
     def loss(
-        self, out: ModelOutput, tokens: torch.Tensor, answer_mask: torch.Tensor
+        self,
+        out: ModelOutput,
+        tokens: torch.Tensor,
+        answer_mask: torch.Tensor,
+        totals: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """CE of the logits at t against token t+1 where answer_mask[t+1], averaged over answer
         tokens, plus gamma · KL(q || p_b) (the router's ``penalty``) summed over the non-pad tokens
         of each sequence and averaged over sequences (the paper's reduction: γ weighs a whole
         sequence's KL). With ``depth_logits`` (the ``expected`` estimator) the CE of a token is
-        PonderNet's expectation over halting steps, Σ_d q_t(d) · CE_t(after d iterations)."""
+        PonderNet's expectation over halting steps, Σ_d q_t(d) · CE_t(after d iterations).
+
+        ``totals`` = (answer tokens, sequences) of the whole batch when ``tokens`` is one
+        micro-batch of it (gradient accumulation): the sums are divided by the batch's counts, so
+        the micro-batches' losses (and gradients) add up to the batch's."""
         assert answer_mask.shape == tokens.shape, "answer_mask must be aligned with tokens"
         targets = answer_mask[:, 1:].bool()
         gold = tokens[:, 1:][targets]
+        mean = totals is None  # else a micro-batch's sums, divided by the batch's counts below
         if out.depth_logits is None:
             logits = wide(out.logits[:, :-1][targets])
-            ce = F.cross_entropy(logits, gold) if logits.numel() else logits.sum()
+            reduction = "mean" if mean else "sum"
+            ce = (
+                F.cross_entropy(logits, gold, reduction=reduction)
+                if logits.numel()
+                else logits.sum()
+            )
         else:
             logits = wide(out.depth_logits[:, :, :-1][:, targets])  # [D, N, V]
             each = -logits.log_softmax(-1).gather(-1, gold.expand(len(logits), -1).unsqueeze(-1))
             weighted = out.q[:, :-1][targets].T * each.squeeze(-1)  # [D, N]
-            ce = weighted.sum(0).mean() if weighted.numel() else weighted.sum()
-        kl = out.kl.masked_fill(~out.valid, 0.0).sum(-1).mean()
+            per_token = weighted.sum(0)
+            ce = (
+                (per_token.mean() if mean else per_token.sum())
+                if weighted.numel()
+                else weighted.sum()
+            )
+        kl = out.kl.masked_fill(~out.valid, 0.0).sum(-1)
+        if totals is None:
+            kl = kl.mean()
+        else:
+            answers, sequences = totals
+            ce, kl = ce / max(answers, 1), kl.sum() / sequences
         loss = ce + self.cfg.gamma * kl
         parts = {"loss": loss.detach().item(), "ce": ce.detach().item(), "kl": kl.detach().item()}
         return loss, parts
