@@ -13,7 +13,15 @@ from anira.model.decode import IncrementalDecoder, generate, generate_reference
 
 VOCAB, EOS, D = 24, 2, 4
 PROMPT_LENGTHS = (5, 1, 12, 8)  # one batch, different prompt lengths (and a one-token prompt)
-ROUTER_RULES = [("fixed", "median"), ("early", "median"), ("online", "median"), ("online", "mode")]
+ROUTER_RULES = [
+    ("fixed", "median"),
+    ("early", "median"),
+    ("online", "median"),
+    ("online", "mode"),
+    ("random", "median"),
+]
+# The random control's depth distribution for each ``halt`` of ``random_model``.
+RANDOM_PROBS = {"mixed": (0.4, 0.3, 0.2, 0.1), "first": (1, 0, 0, 0), "last": (0, 0, 0, 1)}
 
 
 def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **kw) -> AniraModel:
@@ -21,6 +29,8 @@ def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **k
     default init gives every token the same depth). ``halt``: mixed | first (every token halts
     at depth 1) | last (every token runs all D iterations)."""
     torch.manual_seed(seed)
+    if router == "random":
+        kw["depth_probs"] = RANDOM_PROBS[halt]
     cfg = ModelConfig(
         vocab_size=VOCAB, max_seq_len=96, d_model=32, n_heads=2, max_depth=D,
         router=router, online_rule=rule, **kw,
@@ -30,7 +40,7 @@ def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **k
         for name, p in model.named_parameters():
             if p.dim() == 2:
                 p.normal_(0, 1.0 if name.startswith("router") else p.shape[-1] ** -0.5)
-        if halt != "mixed" and router != "fixed":
+        if halt != "mixed" and router in ("early", "online"):
             last_layer = model.router.head[-1]
             last_layer.weight.zero_()
             bias = torch.full_like(last_layer.bias, -20.0)

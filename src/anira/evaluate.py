@@ -90,7 +90,8 @@ def load_checkpoint(
 
 
 def inference_rule(model_cfg: ModelConfig) -> str:
-    return {"fixed": "fixed", "early": "mode"}.get(model_cfg.router, model_cfg.online_rule)
+    fixed = {"fixed": "fixed", "early": "mode", "random": "random"}
+    return fixed.get(model_cfg.router, model_cfg.online_rule)
 
 
 def batches_by_length(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

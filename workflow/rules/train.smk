@@ -4,6 +4,7 @@ rule train:
         data=dataset,
         integrity=redo_if_broken(CKPT_DIR),
         configs=hydra_configs("train", task="{task}", router="{router}", scale=SCALE),
+        matched=matched_evaluation,
     output:
         **files_in(CKPT_DIR, CKPT_FILES),
     log:
@@ -23,10 +24,12 @@ rule train:
         out_dir=lambda wildcards, output: dir_of(output.manifest_json),
         scale=SCALE,
         overrides=overrides("train"),
+        match=match_option,
     shell:
         "python -m anira.train task={wildcards.task} router={wildcards.router}"
         " seed={wildcards.seed} scale={params.scale} data_dir={params.data_dir}"
-        " out_dir={params.out_dir} threads={threads} {params.overrides} > {log} 2>&1"
+        " out_dir={params.out_dir} threads={threads} {params.match} {params.overrides}"
+        " > {log} 2>&1"
 
 
 rule models:

@@ -14,9 +14,11 @@ Notable features:
   ``min(r - 1, d_j)`` iterations (the *input* of iteration r; docs/study.md's "state at iteration
   min(r, d_j)" counted from the iteration that produced it). ``halted_view`` changes what halted
   tokens show (see ``ModelConfig``).
-- Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``) with the
-  same three hooks: ``start`` (depths known up front, if any), ``observe`` (after each iteration)
-  and ``finish`` (the distribution q over depths). Adding a router adds a class.
+- Routers are small strategy classes (``FixedRouter``, ``EarlyRouter``, ``OnlineRouter``,
+  ``RandomRouter``) with the same three hooks: ``start`` (depths known up front, if any),
+  ``observe`` (after each iteration) and ``finish`` (the distribution q over depths). Adding a
+  router adds a class. A router whose class sets ``keyed`` also gets, in ``start``, a per-token
+  key hashed from the token's prefix (``prefix_keys``): the random control draws from it.
 - ANIRA-O's q needs λ_1..λ_{D−1}; after a token halts at d its later λ's are the head on its frozen
   state, i.e. λ_d (what a masked dense unroll applying the head at every iteration reports). So q,
   E_q[d] and the KL come from the executed steps alone. ``halt_now`` defines the decision rules.
@@ -62,7 +64,7 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 PAD_ID = 0  # the vocabulary puts <pad> at id 0 (anira.data.Vocabulary)
-ROUTERS = ("fixed", "early", "online")
+ROUTERS = ("fixed", "early", "online", "random")
 ONLINE_RULES = ("median", "mode")
 EXECUTIONS = ("dense", "packed", "auto")
 HALTED_VIEWS = ("frozen", "active_only", "recompute")
@@ -77,7 +79,7 @@ class ModelConfig:
     n_heads: int = 4  # head dim 16 at d_model 64
     mlp_ratio: int = 4  # the usual 4x MLP
     max_depth: int = 6  # D: 14 for MANO, 6 elsewhere (the paper)
-    router: str = "fixed"  # fixed | early (ANIRA-E) | online (ANIRA-O)
+    router: str = "fixed"  # fixed | early (ANIRA-E) | online (ANIRA-O) | random (a control)
     online_rule: str = "median"  # ANIRA-O inference: median (first d with CDF ≥ ½) | mode
     gamma: float = 0.01  # weight of KL(q || p_b), summed over a sequence's tokens, mean over seqs
     prior_base: float = 1.0  # b of p_b(d) ∝ b^-d: 1 is an entropy bonus, > 1 penalises depth
@@ -89,6 +91,9 @@ class ModelConfig:
     rope_base: float = 10000.0  # RoPE frequency base
     packed_crossover: float | None = None  # auto: packed below this active fraction; None: measured
     compile: bool = False  # torch.compile the core steps; off: on a CPU it rarely repays (scales)
+    # random router: P(d) for d = 1..D, the depth distribution every token draws from (a trained
+    # adaptive model's executed-depth histogram, so compute matches: anira.train resolves it)
+    depth_probs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         assert self.router in ROUTERS, f"router must be one of {ROUTERS}, got {self.router!r}"
@@ -101,6 +106,11 @@ class ModelConfig:
         assert (self.d_model // self.n_heads) % 2 == 0, "RoPE needs an even head dimension"
         assert self.prior_base > 0, "prior_base must be positive"
         assert self.gumbel_tau > 0, "gumbel_tau must be positive"
+        if self.depth_probs is not None:
+            probs = self.depth_probs
+            assert self.router == "random", "depth_probs is the random router's"
+            assert len(probs) == self.max_depth, f"depth_probs needs {self.max_depth} values"
+            assert min(probs) >= 0 and abs(sum(probs) - 1) < 1e-6, "depth_probs must sum to 1"
 
 
 @dataclass
@@ -367,6 +377,8 @@ class OnlineState(RouterState):
 class FixedRouter(nn.Module):
     """Every token runs all D iterations; no decision head."""
 
+    keyed = False  # True: ``start`` takes ``keys``, the tokens' prefix keys (``prefix_keys``)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -481,7 +493,60 @@ class OnlineRouter(FixedRouter):
         return depth.clamp(max=self.cfg.max_depth - 1)
 
 
-ROUTER_CLASSES = {"fixed": FixedRouter, "early": EarlyRouter, "online": OnlineRouter}
+MASK32 = 0xFFFFFFFF
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (int64 tensors in [0, 2^32), no overflow): each output bit depends
+    on every input bit, so consecutive keys give unrelated values."""
+    for _ in range(2):
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    return (x >> 16) ^ x
+
+
+def prefix_keys(tokens: torch.Tensor, positions: torch.Tensor, carry: torch.Tensor) -> torch.Tensor:
+    """Per-token keys [B, T] hashed from each token's prefix: key_t = carry + Σ_{j≤t} h(x_j, j)
+    mod 2^32 over the non-pad tokens x_j at positions ``positions`` [B, T]; ``carry`` [B] is the
+    key of the position before the chunk (zeros for a whole sequence). A chunk continuing a
+    sequence gets the keys of the whole sequence, so the full forward pass, packed execution and
+    cached decoding draw the same depth for a token (``RandomRouter``)."""
+    x = (tokens.long() * 0x9E3779B1 + positions.long() * 0x85EBCA6B) & MASK32
+    terms = torch.where(tokens != PAD_ID, mix32(x), 0)
+    return (carry.unsqueeze(-1) + terms.cumsum(-1)) & MASK32
+
+
+class RandomRouter(FixedRouter):
+    """The matched-compute control: every token's depth is an independent draw from
+    ``depth_probs`` (by default a trained adaptive model's executed-depth histogram), whatever the
+    token. A draw is u = hash(prefix key ⊕ salt) / 2^32 through the inverse CDF: at inference the
+    salt is 0, so a token's depth is a fixed pseudo-random function of its prefix — equal in every
+    execution and in cached decoding, and uncorrelated with any feature of the token; in training
+    a fresh salt per forward pass gives fresh draws at every step. No head, no q: the control has
+    nothing to learn, and its expected depth is the distribution's mean."""
+
+    keyed = True
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        assert cfg.depth_probs is not None, "the random router needs depth_probs"
+        cdf = torch.tensor(cfg.depth_probs, dtype=torch.float64).cumsum(0)
+        self.register_buffer("cdf", (cdf / cdf[-1]).float(), persistent=False)
+
+    def start(self, e, valid, depth, training, keys=None) -> RouterState:
+        if depth is not None:
+            return RouterState(depth, True)
+        salt = int(torch.randint(0, MASK32, ())) if training else 0
+        u = mix32(keys ^ salt).double() / 2.0**32
+        drawn = torch.searchsorted(self.cdf.double(), u, right=True) + 1
+        return RouterState(torch.where(valid, drawn.clamp(max=self.cfg.max_depth), 1), False)
+
+
+ROUTER_CLASSES = {
+    "fixed": FixedRouter,
+    "early": EarlyRouter,
+    "online": OnlineRouter,
+    "random": RandomRouter,
+}
 
 
 # -----------------------------------------------------------------------------------------------
@@ -565,7 +630,9 @@ class AniraModel(nn.Module):
 
     def unrolls(self) -> bool:
         """Whether this forward pass trains a router through the ``unroll`` estimator."""
-        return self.training and self.cfg.estimator == "unroll" and self.cfg.router != "fixed"
+        # fixed and random routers have no decision to train: they run the executed depths only
+        learns = self.cfg.router not in ("fixed", "random")
+        return self.training and self.cfg.estimator == "unroll" and learns
 
     def executor(self, e, cos, sin):
         """dense, packed or auto (``anira.model.packed``); ``recompute`` and the ``unroll``
@@ -592,7 +659,11 @@ class AniraModel(nn.Module):
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
 
         e = self.prelude(self.embed(tokens), cos, sin)
-        state = self.router.start(e, valid, depth, self.training)
+        keyed = {}
+        if self.router.keyed:
+            positions = torch.arange(T, device=tokens.device).expand(B, T)
+            keyed["keys"] = prefix_keys(tokens, positions, tokens.new_zeros(B))
+        state = self.router.start(e, valid, depth, self.training, **keyed)
         executor = self.executor(e, cos, sin)
         unroll = self.unrolls()
         s, states = e, [e]
