@@ -53,6 +53,7 @@ from anira.spec import compose_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHOICE_KEYS = ("router", "gamma", "prior_base", "inference_rule", "accuracy_val", "accuracy_test")
+ALLOCATES = 0.8  # a router allocates when its mean executed depth is at most this share of D
 EVAL_SPLITS = [split for split in SPLITS if split != TRAIN]
 
 
@@ -132,13 +133,18 @@ def choose(rows: list[dict]) -> dict:
     return {key: best[key] for key in CHOICE_KEYS}
 
 
-def choose_compute_aware(rows: list[dict], reference: str = "fixed") -> dict:
-    """The study's rule: among the ANIRA-E rows (all adaptive rows if none is early) whose val
-    accuracy is within the seed noise of the fixed-depth-D router ``reference``, the one with the
-    least mean executed depth on val (ties: the better val accuracy). The noise is measured, not
-    assumed: two standard deviations of ``reference``'s val accuracy over its seeds (≥ 2 needed),
-    below their mean. ``chosen`` is None when no setting is admissible: the task's frontier is
-    then the finding, and its router findings are untestable."""
+def choose_compute_aware(rows: list[dict], max_depth: int, reference: str = "fixed") -> dict:
+    """The study's rule, declared before the LANO grid was run. Among the ANIRA-E rows (all
+    adaptive rows if none is early) with a val depth:
+
+    1. ``within_noise``: those whose val accuracy is within the seed noise of the fixed-depth-D
+       router ``reference`` — measured, not assumed: two standard deviations of its val accuracy
+       over its seeds (≥ 2 needed), below their mean — the one with the least mean executed depth
+       on val (ties: the better accuracy);
+    2. else ``allocating``: no setting keeps fixed D's accuracy at lower compute (a finding); among
+       those that allocate (mean executed depth on val ≤ ``ALLOCATES`` · D), the best val accuracy,
+       so that the controls at matched compute compare a router that does allocate;
+    3. else ``best_accuracy``: none allocates either; the paper's rule (:func:`choose`)."""
     accuracies = np.array([r["accuracy_val"] for r in rows if r["router"] == reference])
     if len(accuracies) < 2:
         raise ValueError(
@@ -150,11 +156,15 @@ def choose_compute_aware(rows: list[dict], reference: str = "fixed") -> dict:
     noise = 2 * float(accuracies.std(ddof=1))
     threshold = float(accuracies.mean()) - noise
     admissible = [r for r in candidates if r["accuracy_val"] >= threshold]
-    best = min(
-        admissible,
-        key=lambda r: (r["mean_executed_depth_val"], -r["accuracy_val"]),
-        default=None,
-    )
+    allocating = [r for r in candidates if r["mean_executed_depth_val"] <= ALLOCATES * max_depth]
+    if admissible:
+        step = "within_noise"
+        best = min(admissible, key=lambda r: (r["mean_executed_depth_val"], -r["accuracy_val"]))
+    elif allocating:
+        step = "allocating"
+        best = max(allocating, key=lambda r: (r["accuracy_val"], -r["mean_executed_depth_val"]))
+    else:
+        step, best = "best_accuracy", max(candidates, key=lambda r: r["accuracy_val"])
     keys = (*CHOICE_KEYS, "mean_executed_depth_val", "modal_share_val")
     return {
         "reference": reference,
@@ -162,7 +172,9 @@ def choose_compute_aware(rows: list[dict], reference: str = "fixed") -> dict:
         "noise": noise,
         "threshold": threshold,
         "admissible": len(admissible),
-        "chosen": None if best is None else {key: best[key] for key in keys},
+        "allocating": len(allocating),
+        "step": step,
+        "chosen": {key: best[key] for key in keys},
     }
 
 
@@ -383,7 +395,8 @@ def main() -> None:
         )
     chosen = choose(rows)
     fixed_seeds = sum(r["router"] == "fixed" for r in rows)
-    compute_aware = choose_compute_aware(rows) if fixed_seeds >= 2 else None
+    max_depth = compose_run(args.task, "fixed", "mini", 0, tuple(args.overrides)).model.max_depth
+    compute_aware = choose_compute_aware(rows, max_depth) if fixed_seeds >= 2 else None
     atomic_write_json(
         out,
         {

@@ -155,10 +155,20 @@ def test_compute_aware_rule_takes_the_least_depth_within_the_seed_noise_of_fixed
         row("early", 0.001, 1.2, 0.82, 2.0),  # below the threshold
         row("online", 0.001, 1.2, 0.90, 1.5),  # online rows are not searched beside early ones
     ]
-    result = sweep.choose_compute_aware(rows)
+    result = sweep.choose_compute_aware(rows, 6)
     assert result["noise"] == pytest.approx(2 * 0.04 / 2**0.5)
     assert (result["chosen"]["prior_base"], result["admissible"]) == (1.1, 2)
+    assert result["step"] == "within_noise"
     assert sweep.choose(rows)["prior_base"] == 1.0  # the paper's rule: best val accuracy
-    assert sweep.choose_compute_aware(fixed + rows[4:5])["chosen"] is None
+    # None within the noise: the best val accuracy among the settings at ≤ 0.8 · D (4.8) ...
+    below = [
+        row("early", 0.001, b, val, depth)
+        for b, val, depth in [(1, 0.6, 5.9), (1.05, 0.5, 4.0), (1.2, 0.4, 1.2)]
+    ]
+    fallback = sweep.choose_compute_aware(fixed + below, 6)
+    assert (fallback["step"], fallback["chosen"]["prior_base"]) == ("allocating", 1.05)
+    # ... and the paper's rule when none allocates either.
+    last = sweep.choose_compute_aware(fixed + below[:1], 6)
+    assert (last["step"], last["chosen"]["prior_base"]) == ("best_accuracy", 1)
     with pytest.raises(ValueError, match="2 seeds"):
-        sweep.choose_compute_aware(rows[1:])
+        sweep.choose_compute_aware(rows[1:], 6)
