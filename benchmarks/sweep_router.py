@@ -2,26 +2,33 @@
 
     python benchmarks/sweep_router.py [--task brevo] [--routers early,online]
                                       [--gammas 0.001,0.01,0.1] [--bases 1,2]
-                                      [--settings γ:b,…] [--jobs 2] [--data-dir DIR]
-                                      [--keep DIR] [--out FILE] [override ...]
+                                      [--settings γ:b,…] [--fixed-seeds 0,1] [--jobs 2]
+                                      [--data-dir DIR] [--keep DIR] [--from-keep DIR]
+                                      [--include FILE] [--out FILE] [override ...]
 
 Generates the task's ``mini`` dataset once (seed 0; ``--data-dir`` reuses one), then trains and
 evaluates one model per router × γ × b with the real Hydra apps (``anira.train`` with
 ``router.gamma=… router.prior_base=…``, then ``anira.evaluate``), ``--jobs`` at a time; trailing
 ``key=value`` arguments are passed to every training run (e.g. ``scale.train.steps=400``).
 ``--settings 0.001:2,0.01:1.2`` sweeps those (γ, b) pairs instead of the ``--gammas`` × ``--bases``
-product; a fixed-depth router (``fixed``, ``fixed<D'>``) is trained once, with γ = 0 and b = 1.
+product; a fixed-depth router (``fixed``, ``fixed<D'>``) is trained once per seed of
+``--fixed-seeds``, with γ = 0 and b = 1 (the adaptive routers at seed 0).
 The online router is evaluated with every rule of ``--online-rules`` from the same
 checkpoint. Checkpoints, evaluation records and logs are deleted at the end unless ``--keep DIR``
 names a directory for them (e.g. to run further analyses on the records).
 
 Per run it records exact-match accuracy per split, the mean executed depth of the test answer
-tokens, their depth histogram, the share of the most common depth (``modal_share``: 1.0 means
-the router collapsed to one depth) and the three features whose Spearman correlation with the
+tokens (and of the val ones, ``*_val``, which the selection reads), their depth histogram, the
+share of the most common depth (``modal_share``: 1.0 means the router collapsed to one depth)
+and the three features whose Spearman correlation with the
 expected depth is strongest (test answer tokens, pairing t−1, with 95 % bootstrap intervals from
-``anira.analysis.alignment``; none for a fixed router). The setting is chosen as the paper does,
-on ``val`` only: the ANIRA-E run with the best val accuracy (the online runs when no early one
-was swept); ``test`` is for reporting. Results go to
+``anira.analysis.alignment``; none for a fixed router). Two choices, on ``val`` only (``test`` is
+for reporting): ``chosen_on_val``, the paper's rule (the ANIRA-E run with the best val accuracy;
+the online runs when no early one was swept), and, with ≥ 2 seeds of ``fixed``,
+``chosen_compute_aware``, the study's rule (:func:`choose_compute_aware`). ``--include FILE``
+adds the rows of an earlier sweep of the same task and training (e.g. a seed of fixed D) to
+choose among; ``--from-keep DIR`` trains nothing and summarises the finished runs a ``--keep``
+directory holds (an interrupted sweep). A failed run is reported and left out. Results go to
 ``benchmarks/results/router_sweep_<task>.json`` and a table is printed. A BREVO run (2,400 steps)
 takes 2 to 7 minutes on the project's idle 2-core CPU, two at a time (fixed D' = 1 to online).
 """
@@ -134,8 +141,8 @@ def choose(rows: list[dict]) -> dict:
 
 
 def choose_compute_aware(rows: list[dict], max_depth: int, reference: str = "fixed") -> dict:
-    """The study's rule, declared before the LANO grid was run. Among the ANIRA-E rows (all
-    adaptive rows if none is early) with a val depth:
+    """The study's rule, declared before the LANO grid's results were in. Among the ANIRA-E rows
+    (all adaptive rows if none is early) with a val depth:
 
     1. ``within_noise``: those whose val accuracy is within the seed noise of the fixed-depth-D
        router ``reference`` — measured, not assumed: two standard deviations of its val accuracy
