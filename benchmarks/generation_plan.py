@@ -34,8 +34,9 @@ import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
 from anira.data import PAD, Vocabulary, block_table, build_task
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.layout import TRAIN
+from anira.spec import study_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_ROWS = 20_000
@@ -134,7 +135,7 @@ def main() -> None:
     before = {r["task"]: [r["single_job_s"]] for r in rows}
     after = {r["task"]: [r["part_s"]] * shards for r in rows}
     result = {
-        "machine": machine_info(),
+        **measured_on(study_configs(args.configfile)),
         "configfile": args.configfile,
         "note": "one core per job, measured on a shared machine (other jobs running)",
         "shards": shards,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from anira.io import atomic_write_json, machine_info
+from anira.io import atomic_write_json, measured_on
 from anira.memory import (
     GB,
     estimated_shapes,
@@ -33,7 +33,7 @@ from anira.memory import (
     training_plan,
 )
 from anira.model import ModelConfig
-from anira.spec import compose_run
+from anira.spec import compose_run, study_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ModelConfig(d_model=384, n_heads=6)
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     study = OmegaConf.load(ROOT / args.configfile)
     result = {
-        "machine": machine_info(),
+        **measured_on(study_configs(args.configfile)),
         "configfile": args.configfile,
         "gpu_mem_gb": args.gpu_mem_gb,
         "plan": plan_rows(study, args.gpu_mem_gb),

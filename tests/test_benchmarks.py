@@ -50,7 +50,7 @@ def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset
         assert row["modal_share"] == pytest.approx(max(histogram.values()), abs=1e-4)
         assert set(map(int, histogram)) <= set(range(1, 7))
         assert all(0.0 <= row[f"accuracy_{s}"] <= 1.0 for s in ("val", "test", "interp", "extrap"))
-        name = f"online_g0.01_b{row['prior_base']:g}_eval_{row['inference_rule']}"
+        name = f"online_g0.01_b{row['prior_base']:g}_seed0_eval_{row['inference_rule']}"
         got, want = row["strongest_alignment"], strongest_by_scipy(tmp_path / "keep" / name)
         assert [a["feature"] for a in got] == [w["feature"] for w in want]
         assert [a["spearman"] for a in got] == pytest.approx(
@@ -63,6 +63,13 @@ def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset
         best["prior_base"],
         best["accuracy_val"],
     )
+    # The kept runs give the same rows again (an interrupted sweep is summarised from them).
+    again = json.loads(json.dumps(load_sweep().rows_from_keep(tmp_path / "keep", "brevo")))
+    drop = ("train_seconds", "train_duration")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in again] == [
+        {k: v for k, v in r.items() if k not in drop} for r in rows
+    ]
+    assert all(r["train_duration"] for r in again)
 
 
 def strongest_by_scipy(eval_dir: Path) -> list[dict]:
@@ -102,28 +109,34 @@ def test_router_sweep_settings_are_gamma_base_pairs():
 def test_router_sweep_trains_fixed_depth_routers_once():
     """γ and b shape only an adaptive router's q: a fixed-depth run per pair would be a copy."""
     pairs = [(0.001, 1.0), (0.01, 2.0)]
-    grid = load_sweep().sweep_grid("brevo", ["fixed", "fixed2", "early", "online"], pairs, [])
+    routers = ["fixed", "fixed2", "early", "online"]
+    grid = load_sweep().sweep_grid("brevo", routers, pairs, [0, 1], [])
     assert grid == [
-        ("fixed", 0.0, 1.0),
-        ("fixed2", 0.0, 1.0),
-        *[("early", gamma, base) for gamma, base in pairs],
-        *[("online", gamma, base) for gamma, base in pairs],
+        ("fixed", 0.0, 1.0, 0),
+        ("fixed", 0.0, 1.0, 1),
+        ("fixed2", 0.0, 1.0, 0),
+        ("fixed2", 0.0, 1.0, 1),
+        *[("early", gamma, base, 0) for gamma, base in pairs],
+        *[("online", gamma, base, 0) for gamma, base in pairs],
     ]
+
+
+def sweep_row(router, gamma, base, val, test, **extra) -> dict:
+    """A row of the sweep's table, as the selection rules read it."""
+    return dict(
+        router=router,
+        gamma=gamma,
+        prior_base=base,
+        inference_rule="default",
+        accuracy_val=val,
+        accuracy_test=test,
+        **extra,
+    )
 
 
 def test_router_sweep_chooses_on_val_among_early_runs():
     sweep = load_sweep()
-
-    def row(router, gamma, base, val, test):
-        return dict(
-            router=router,
-            gamma=gamma,
-            prior_base=base,
-            inference_rule="default",
-            accuracy_val=val,
-            accuracy_test=test,
-        )
-
+    row = sweep_row
     rows = [
         row("early", 0.1, 1.0, 0.50, 0.90),  # best on test: must not be chosen
         row("early", 0.01, 2.0, 0.70, 0.60),
@@ -159,3 +172,38 @@ def test_gpu_check_compares_the_plan_with_the_measured_peak():
     assert not below["plan_bounds_peak"] and not below["within_tolerance"]
     far = gpu_check.compare(plan, plan.total // 3, tolerance=1.0)
     assert far["plan_bounds_peak"] and not far["within_tolerance"]
+
+
+def test_compute_aware_rule_takes_the_least_depth_within_the_seed_noise_of_fixed_d():
+    sweep = load_sweep()
+
+    def row(router, gamma, base, val, depth):
+        return sweep_row(
+            router, gamma, base, val, val, mean_executed_depth_val=depth, modal_share_val=0.5
+        )
+
+    fixed = [row("fixed", 0.0, 1.0, 0.90, 6.0), row("fixed", 0.0, 1.0, 0.86, 6.0)]
+    # noise: 2 · sd(0.90, 0.86) = 0.0566; threshold 0.88 − 0.0566 = 0.8234
+    rows = fixed + [
+        row("early", 0.001, 1.0, 0.89, 5.9),
+        row("early", 0.001, 1.1, 0.83, 3.1),  # admissible, least depth: chosen
+        row("early", 0.001, 1.2, 0.82, 2.0),  # below the threshold
+        row("online", 0.001, 1.2, 0.90, 1.5),  # online rows are not searched beside early ones
+    ]
+    result = sweep.choose_compute_aware(rows, 6)
+    assert result["noise"] == pytest.approx(2 * 0.04 / 2**0.5)
+    assert (result["chosen"]["prior_base"], result["admissible"]) == (1.1, 2)
+    assert result["step"] == "within_noise"
+    assert sweep.choose(rows)["prior_base"] == 1.0  # the paper's rule: best val accuracy
+    # None within the noise: the best val accuracy among the settings at ≤ 0.8 · D (4.8) ...
+    below = [
+        row("early", 0.001, b, val, depth)
+        for b, val, depth in [(1, 0.6, 5.9), (1.05, 0.5, 4.0), (1.2, 0.4, 1.2)]
+    ]
+    fallback = sweep.choose_compute_aware(fixed + below, 6)
+    assert (fallback["step"], fallback["chosen"]["prior_base"]) == ("allocating", 1.05)
+    # ... and the paper's rule when none allocates either.
+    last = sweep.choose_compute_aware(fixed + below[:1], 6)
+    assert (last["step"], last["chosen"]["prior_base"]) == ("best_accuracy", 1)
+    with pytest.raises(ValueError, match="2 seeds"):
+        sweep.choose_compute_aware(rows[1:], 6)

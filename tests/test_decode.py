@@ -20,7 +20,10 @@ ROUTER_RULES = [
     ("online", "mode"),
     ("act", "median"),  # the rule is the online router's; act and expert_choice ignore it
     ("expert_choice", "median"),
+    ("random", "median"),
 ]
+# The random control's depth distribution for each ``halt`` of ``random_model``.
+RANDOM_PROBS = {"mixed": (0.4, 0.3, 0.2, 0.1), "first": (1, 0, 0, 0), "last": (0, 0, 0, 1)}
 
 
 def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **kw) -> AniraModel:
@@ -28,6 +31,8 @@ def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **k
     default init gives every token the same depth). ``halt``: mixed | first (every token halts
     at depth 1) | last (every token runs all D iterations)."""
     torch.manual_seed(seed)
+    if router == "random":
+        kw["depth_probs"] = RANDOM_PROBS[halt]
     cfg = ModelConfig(
         vocab_size=VOCAB, max_seq_len=96, d_model=32, n_heads=2, max_depth=D,
         router=router, online_rule=rule, **kw,
@@ -40,7 +45,7 @@ def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **k
         if router == "act":  # halting logits around -1: halts spread over 2..D
             model.router.head[-1].bias.fill_(-1.0)
             model.router.head[-1].weight.mul_(0.1)
-        if halt != "mixed" and router != "fixed":
+        if halt != "mixed" and router not in ("fixed", "random"):
             # expert_choice's inference halts on its predictor's logit a_r ≤ 0
             head = model.router.predictor if router == "expert_choice" else model.router.head
             last_layer = head[-1]

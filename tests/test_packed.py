@@ -32,6 +32,8 @@ def pair(router: str, **kw) -> tuple[AniraModel, AniraModel]:
         router=router,
         estimator="unroll" if router == "expert_choice" else "rescale_final",
     )
+    if router == "random":  # the control's depths spread over 1..D
+        cfg["depth_probs"] = (0.3, 0.2, 0.2, 0.2, 0.1)
     torch.manual_seed(0)
     dense = AniraModel(ModelConfig(**(cfg | kw | {"execution": "dense"})))
     # Spread the router's decisions so both paths see many depths.
@@ -97,7 +99,7 @@ def test_packed_equals_dense_for_random_depths(router, train):
     assert max(diffs.values()) < TOL, diffs
 
 
-@pytest.mark.parametrize("router", ["early", "online", "act", "expert_choice"])
+@pytest.mark.parametrize("router", ["early", "online", "act", "expert_choice", "random"])
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_packed_equals_dense_with_router_decisions(router, train, seed):

@@ -159,7 +159,21 @@ def dynamics(rising=True, n_seeds=3, features=None):
     return pd.DataFrame(rows)
 
 
-def card(general=None, align=None, time_table=None, dyn=None, hist=None) -> pd.DataFrame:
+def controls(difference=0.1, low=0.05, high=0.15, n_seeds=3, kind="random"):
+    """controls.csv: every adaptive router against its control, test split, at D = 6."""
+    rows = []
+    for task in ("brevo", "mano", "lano"):
+        for adaptive in ("early", "online"):
+            rows.append(
+                {"task": task, "adaptive": adaptive, "control": f"random_{adaptive}"}
+                | {"control_kind": kind, "split": "test", "n_seeds": n_seeds, "max_depth": 6}
+                | {"compute_adaptive": 3.0, "compute_control": 3.0, "difference": difference}
+                | {"ci_low": low, "ci_high": high}
+            )
+    return pd.DataFrame(rows)
+
+
+def card(general=None, align=None, time_table=None, dyn=None, hist=None, ctrl=None) -> pd.DataFrame:
     tables = {
         "generalization": generalization(paper_like) if general is None else general,
         "alignment": alignment() if align is None else align,
@@ -168,6 +182,7 @@ def card(general=None, align=None, time_table=None, dyn=None, hist=None) -> pd.D
         else time_table,
         "dynamics": dynamics() if dyn is None else dyn,
         "depth_hist": depth_hist() if hist is None else hist,
+        "controls": controls() if ctrl is None else ctrl,
     }
     return scorecard_table(tables, "mini", n_boot=400)
 
@@ -338,6 +353,7 @@ def test_fewer_than_three_seeds_never_hold():
         alignment(n_seeds=1),
         timing((0.3, 0.4, 0.3), (0.1, 0.2, 0.7), n_seeds=1),
         dynamics(n_seeds=1),
+        ctrl=controls(n_seeds=1),
     )
     findings = table[~table["finding"].str.startswith(("precondition", "GSM"))]
     assert findings["holds"].eq("not testable").all()
@@ -408,6 +424,7 @@ def test_missing_tables_are_not_testable_and_the_cli_writes_markdown(tmp_path):
         ("alignment", alignment().iloc[:0]),
         ("decision-timing", timing((0.3, 0.4, 0.3), (0.1, 0.2, 0.7))),
         ("dynamics", pd.DataFrame(columns=["task", "router", "step", "metric"])),
+        ("controls", controls().iloc[:0]),
         ("depth-hist", depth_hist()),
     ):
         paths[name] = tmp_path / f"{name}.csv"
@@ -418,6 +435,8 @@ def test_missing_tables_are_not_testable_and_the_cli_writes_markdown(tmp_path):
     table = pd.read_csv(out)
     assert table.loc[table["finding"].str.startswith("LANO"), "holds"].eq("not testable").all()
     assert table.loc[table["finding"].str.startswith("MANO"), "holds"].eq("not testable").all()
+    control = table[table["finding"].str.startswith("adaptive depth spends compute")]
+    assert control["holds"].eq("not testable").all() and len(control) == 1
     text = md.read_text()
     assert text.count("\n| ") == len(table) + 1  # header and one line per finding
     bad = tmp_path / "missing.csv"
@@ -462,3 +481,31 @@ def test_lano_samples_never_enter_a_size_finding():
         .any()
     )
     assert one(table, INTERP, task="all")["test"].endswith("6 of 6 testable rows hold")
+
+
+CONTROL = "adaptive depth spends compute where it helps (ANIRA-E, lano)"
+
+
+@pytest.mark.parametrize(
+    ("ctrl", "holds"),
+    [
+        (controls(0.1, 0.02, 0.18), "yes"),
+        (controls(0.05, -0.01, 0.11), "no"),  # no better than the same compute spent blindly
+        (controls(0.1, 0.02, 0.18, n_seeds=1), "not testable"),
+        (controls(0.1, 0.02, 0.18, kind="fixed"), "not testable"),  # no random control
+    ],
+)
+def test_adaptive_depth_helps_only_when_it_beats_its_random_control(ctrl, holds):
+    got = one(card(ctrl=ctrl), CONTROL)
+    assert got["holds"] == holds
+    if holds != "not testable":
+        assert (got["ours"], got["ci_low"], got["ci_high"]) == (
+            0.1 if holds == "yes" else 0.05,
+            *ctrl.iloc[0][["ci_low", "ci_high"]],
+        )
+
+
+def test_a_control_of_a_router_that_does_not_allocate_is_not_testable():
+    hist = depth_hist(shares={"early": {6: 0.99, 5: 0.01}})
+    got = one(card(hist=hist), CONTROL)
+    assert got["holds"] == "not testable" and "allocates" in got["test"]

@@ -106,8 +106,15 @@ def load_checkpoint(
 
 def inference_rule(model_cfg: ModelConfig) -> str:
     """The rule that picked the executed depths (an online router's is configurable). act halts
-    where Σ h ≥ 1 − ε; expert_choice infers with its causal predictor of the top-k choice."""
-    rules = {"fixed": "fixed", "early": "mode", "act": "threshold", "expert_choice": "predictor"}
+    where Σ h ≥ 1 − ε; expert_choice infers with its causal predictor of the top-k choice; random
+    draws from its histogram."""
+    rules = {
+        "fixed": "fixed",
+        "early": "mode",
+        "act": "threshold",
+        "expert_choice": "predictor",
+        "random": "random",
+    }
     return rules.get(model_cfg.router, model_cfg.online_rule)
 
 

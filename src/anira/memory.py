@@ -67,7 +67,7 @@ def saved_bytes(mcfg: ModelConfig, batch: int, length: int) -> int:
 
 def _probe_model(mcfg: ModelConfig, length: int) -> AniraModel:
     torch.manual_seed(0)
-    model = AniraModel(dataclasses.replace(mcfg, max_seq_len=max(length, 1), compile=False))
+    model = AniraModel(buildable(mcfg, max_seq_len=max(length, 1)))
     return model.train()
 
 
@@ -112,9 +112,18 @@ def activation_bytes(mcfg: ModelConfig, batch: int, length: int) -> int:
     return math.ceil(batch * (a + b * length + max(c, 0.0) * length * length))
 
 
+def buildable(mcfg: ModelConfig, **changes) -> ModelConfig:
+    """``mcfg`` uncompiled, with ``changes``; a matched random control, whose depth distribution
+    is only known once its matched model is evaluated, gets a uniform one (memory does not
+    depend on it)."""
+    if mcfg.router == "random" and mcfg.depth_probs is None:
+        changes["depth_probs"] = (1 / mcfg.max_depth,) * mcfg.max_depth
+    return dataclasses.replace(mcfg, compile=False, **changes)
+
+
 def _num_params(mcfg: ModelConfig) -> int:
     with torch.device("meta"):
-        return AniraModel(dataclasses.replace(mcfg, compile=False)).num_params()
+        return AniraModel(buildable(mcfg)).num_params()
 
 
 def _working_set(mcfg: ModelConfig, batch: int, length: int) -> int:
@@ -265,7 +274,7 @@ def measured_peak(mcfg: ModelConfig, batch: int, length: int, train: bool = True
     from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
-    model = AniraModel(dataclasses.replace(mcfg, max_seq_len=length, compile=False))
+    model = AniraModel(buildable(mcfg, max_seq_len=length))
     model.train(train)
     tokens = torch.randint(1, mcfg.vocab_size, (batch, length))
     answers = torch.ones_like(tokens, dtype=torch.bool)

@@ -53,6 +53,16 @@ def flag(value: Any, key: str) -> bool:
     return value
 
 
+def probabilities(value: Any, key: str, length: int) -> tuple[float, ...]:
+    """``value`` as ``length`` probabilities summing to 1 (within 10⁻⁶, then renormalised)."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != length:
+        raise AniraInputError(f"{key} must be a list of {length} probabilities, got {value!r}")
+    probs = [number(p, key, high=1.0) for p in value]
+    if abs(sum(probs) - 1.0) > 1e-6:
+        raise AniraInputError(f"{key} must sum to 1, got {sum(probs):.6g}")
+    return tuple(p / sum(probs) for p in probs)
+
+
 def choice(value: Any, key: str, options: Sequence[str]) -> str:
     if value not in options:
         raise AniraInputError(f"{key} must be one of {', '.join(options)}; got {value!r}")
@@ -134,6 +144,9 @@ class RunSpec:
     model: Any  # anira.model.ModelConfig (imported lazily: the Snakefile need not load torch)
     curriculum: float
     eval_batch_size: int
+    # A matched-compute control's adaptive router (``router.match``): the study router, same task
+    # and seed, whose val executed depths set this one's distribution (anira.train); else None.
+    match: str | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> RunSpec:
@@ -167,6 +180,17 @@ class RunSpec:
                     f"router.depth must be at most the task's D = {at_scale['max_depth']}, "
                     f"got {max_depth}"
                 )
+        match = router.get("match")
+        if match is not None and kind not in ("random", "fixed"):
+            raise AniraInputError(f"router.match needs a random or fixed router, got {kind}")
+        depth_probs = router.get("depth_probs")
+        if kind == "random" and depth_probs is None and match is None:
+            raise AniraInputError(
+                "router=random needs router.depth_probs or router.match (the adaptive router "
+                "whose val depths it draws from)"
+            )
+        if depth_probs is not None:
+            depth_probs = probabilities(depth_probs, "router.depth_probs", max_depth)
         try:
             model = ModelConfig(
                 d_model=d_model,
@@ -195,6 +219,7 @@ class RunSpec:
                 execution=choice(shape["execution"], "scale.model.execution", EXECUTIONS),
                 # absent in configs saved before the switch existed: eager, as they ran
                 compile=flag(shape.get("compile", False), "scale.model.compile"),
+                depth_probs=depth_probs,
             )
         except AssertionError as err:  # ModelConfig's own checks, for anything not named above
             raise AniraInputError(f"invalid model settings: {err}") from err
@@ -207,6 +232,7 @@ class RunSpec:
             model=model,
             curriculum=number(at_scale.get("curriculum", 0.0), key + "curriculum", high=1.0),
             eval_batch_size=integer(scale["eval"]["batch_size"], "scale.eval.batch_size", 1),
+            match=None if match is None else str(match),
         )
 
     @classmethod

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
 from anira.checkpoint import read_state, state_bytes
@@ -78,7 +78,16 @@ from anira.model import AniraModel, ModelConfig
 from anira.spec import RunSpec, integer
 
 # Keys that may differ between an interrupted run and its resumption; they are not saved.
-RUN_LOCAL_KEYS = ("device", "threads", "stop_after_steps", "force", "data_dir", "out_dir")
+# ``match_records`` is a path too: what it gives (the control's depth settings) is saved.
+RUN_LOCAL_KEYS = (
+    "device",
+    "threads",
+    "stop_after_steps",
+    "force",
+    "data_dir",
+    "out_dir",
+    "match_records",
+)
 
 
 class Status(enum.Enum):
@@ -386,7 +395,34 @@ def save_outputs(run: Run, out_dir: Path, files: list[str]) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
+def resolve_match(cfg: DictConfig) -> DictConfig:
+    """A matched-compute control (``router.match``): the val depths of the matched adaptive
+    model's evaluation (``match_records``) set ``router.depth_probs`` (random) or ``router.depth``
+    (fixed at the mean), so the run's saved config and spec hold them."""
+    from anira.analysis.controls import matched_setting
+
+    records, match = cfg.get("match_records"), cfg.router.get("match")
+    if match is None:
+        if records is not None:
+            raise AniraInputError("match_records needs a control router (one with router.match)")
+        return cfg
+    if records is None:
+        raise AniraInputError(
+            f"router={cfg.router.name} matches {match}: give match_records=<the evaluation "
+            f"directory of {match}, same task and seed>"
+        )
+    spec = RunSpec.from_config(cfg)  # validated first; D is the model's (the task's, for both)
+    setting = matched_setting(spec.model.router, records, spec.model.max_depth)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for key, value in setting.items():
+            cfg.router[key] = value
+    print(f"{cfg.router.name} matches {match} ({records}): {setting}", flush=True)
+    return cfg
+
+
 def train(cfg: DictConfig) -> Status:
+    cfg = resolve_match(cfg)
     spec = RunSpec.from_config(cfg)  # every bad value fails here, before any data is read
     stop_after = integer(cfg.stop_after_steps, "stop_after_steps", 0)
     threads = integer(cfg.threads, "threads", 0)

@@ -190,6 +190,39 @@ rule pareto:
         " --threads {threads} > {log} 2>&1"
 
 
+rule controls:
+    """Each adaptive router against its controls at matched compute (random depths drawn from
+    its val histogram, fixed depth at its val mean): accuracy difference with a hierarchical
+    bootstrap interval, compute and alignment of both."""
+    input:
+        records=eval_records("examples", ANALYSIS["splits"]),
+        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}"),
+        alignment=rules.alignment.output.table,
+        code="src/anira/analysis/controls.py",
+    output:
+        table=f"{ANALYSIS_DIR}/controls.csv",
+    log:
+        f"{LOG_DIR}/analyze/controls.log",
+    conda:
+        CONDA_ENV
+    threads: threads("analyze")
+    resources:
+        mem_mb=mem_mb("analyze"),
+        runtime=runtime("analyze"),
+        slurm_account=slurm_env("account"),
+        slurm_partition=slurm_env("cpu"),
+    params:
+        models=model_options(CKPT_DIR, EVAL_DIR),
+        splits=ANALYSIS["splits"],
+        bootstrap=ANALYSIS["bootstrap"],
+        ci=ANALYSIS["ci"],
+        seed=ANALYSIS["seed"],
+    shell:
+        "python -m anira.analysis.controls --out {output.table} --alignment {input.alignment}"
+        " {params.models} --splits {params.splits} --bootstrap {params.bootstrap}"
+        " --ci {params.ci} --seed {params.seed} > {log} 2>&1"
+
+
 rule scorecard:
     """Each headline finding of the paper per task and router: its number, ours with a CI over
     seeds and examples, and whether it holds (not testable where a precondition fails).
@@ -200,6 +233,7 @@ rule scorecard:
         decision_timing=rules.decision_timing.output.table,
         dynamics=rules.dynamics.output.table,
         depth_hist=rules.depth_hist.output.table,
+        controls=rules.controls.output.table,
         code="src/anira/analysis/scorecard.py",
     output:
         table=report(
@@ -219,7 +253,7 @@ rule scorecard:
         "python -m anira.analysis.scorecard --generalization {input.generalization}"
         " --alignment {input.alignment} --decision-timing {input.decision_timing}"
         " --dynamics {input.dynamics} --depth-hist {input.depth_hist}"
-        " --scale {params.scale} --seed {params.seed} --out {output.table}"
+        " --controls {input.controls} --scale {params.scale} --seed {params.seed} --out {output.table}"
         " --markdown {output.markdown} > {log} 2>&1"
 
 
@@ -232,5 +266,6 @@ rule analyses:
         rules.decision_timing.output,
         rules.probes.output,
         rules.pareto.output,
+        rules.controls.output,
         rules.dynamics.output,
         rules.scorecard.output,

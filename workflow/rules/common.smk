@@ -236,6 +236,39 @@ def memory_plans(task, router, seed):
 resolve_study()
 
 
+def check_matches():
+    """Every control (a router with `match`) needs the model it matches in the study: the
+    adaptive router of the same task and seed, whose evaluation sets the control's depths.
+    """
+    trained = set(study_models())
+    for task, router, seed in study_models():
+        match = run_spec(task, router, seed).match
+        if match is not None and (task, match, seed) not in trained:
+            raise WorkflowError(
+                f"invalid study config: {task}/{router} seed {seed} matches {match}, which "
+                "the study does not train at that seed"
+            )
+
+
+check_matches()
+
+
+def matched_evaluation(wildcards):
+    """A control's input: the manifest of the evaluation of the model it matches (the DAG edge
+    from that evaluation to the control's training); nothing for any other router."""
+    match = run_spec(wildcards.task, wildcards.router, int(wildcards.seed)).match
+    if match is None:
+        return []
+    return f"{EVAL_DIR}/{MANIFEST}".format(
+        task=wildcards.task, router=match, seed=wildcards.seed
+    )
+
+
+def match_option(wildcards, input):
+    """`match_records=<dir>` for a control's training (its matched evaluation), else nothing."""
+    return f"match_records={dir_of(input.matched)}" if input.matched else ""
+
+
 # Checks already made in this process: output directory → why it must be redone, and → the files
 # failing its manifest; a directory is hashed once however often Snakemake evaluates the input
 # functions of its job.

@@ -3,6 +3,7 @@ rule train:
     input:
         data=dataset_for(CKPT_DIR),
         configs=hydra_configs("train", task="{task}", router="{router}", scale=SCALE),
+        matched=matched_evaluation,
     output:
         **files_in(CKPT_DIR, CKPT_FILES),
     log:
@@ -24,11 +25,12 @@ rule train:
         scale=SCALE,
         gpu_mem_gb=GPU_MEM_GB,
         overrides=overrides("train"),
+        match=match_option,
     shell:
         "python -m anira.train task={wildcards.task} router={wildcards.router}"
         " seed={wildcards.seed} scale={params.scale} data_dir={params.data_dir}"
         " out_dir={params.out_dir} threads={threads} gpu_mem_gb={params.gpu_mem_gb}"
-        " {params.overrides} > {log} 2>&1"
+        " {params.match} {params.overrides} > {log} 2>&1"
 
 
 rule models:

@@ -12,7 +12,10 @@ One row per task × router × inference rule × split (seeds pooled):
   ``fixed``; an adaptive router that collapsed to one depth is still adaptive), and for the other
   rows ``frontier_accuracy``, the accuracy of the fixed-depth frontier (linear
   between the fixed-depth models of the task and split, sorted by compute) at the row's compute,
-  with ``above_frontier`` = accuracy − frontier_accuracy (empty outside the frontier's range).
+  with ``above_frontier`` = accuracy − frontier_accuracy (empty outside the frontier's range);
+- ``control``: the router is a matched-compute control of an adaptive router (``random``, or a
+  fixed depth at an adaptive router's mean; ``anira.analysis.controls``), named in ``matches``. A
+  fixed control is a point of the frontier like any fixed-depth model.
 
 Usage: ``python -m anira.analysis.pareto --out pareto.csv --model CKPT DATA EVAL ...``
 """
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     columns = KEYS + ["seed", "example_id", "correct", "mean_depth"]
     examples = load_records(eval_dirs, "examples", args.splits, columns=columns)
     table = pareto_rows(examples)
-    compute = {}
+    compute, matches = {}, {}
     rng = np.random.default_rng(0)
     for index, (ckpt, data_dir, evaluation) in enumerate(args.model, start=1):
         # The FLOPs of the inference rule the evaluation used (online: median or mode).
@@ -119,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         model, state = load_checkpoint(Path(ckpt), load_vocab(data_dir), online_rule)
         run = RunSpec.from_saved(state["config"])
         key = (run.task, run.router, rule)
+        matches[key] = run.match
         for split in args.splits:
             frame = load_split(data_dir, split)
             if frame.empty:
@@ -134,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             np.mean([c[name] for c in compute.get(key, [])] or [np.nan])
             for key in table[KEYS].itertuples(index=False, name=None)
         ]
+    keys = table[KEYS[:3]].itertuples(index=False, name=None)
+    table["matches"] = [matches.get(key) for key in keys]
+    table["control"] = table["matches"].notna()
     write_table(frontier(table), args.out)
 
 

@@ -2,7 +2,8 @@
 
 A panel per task (rows) and split (columns): every model is a point with its Wilson 95 % interval,
 a colour per router (the inference rule in the legend); fixed-depth models are joined by the grey
-frontier line. A point above the line beats fixed depth at equal compute.
+frontier line. A point above the line beats fixed depth at equal compute. Matched-compute controls
+(``control``) are hollow and labelled with the router they match.
 
 Input: ``pareto.csv`` of :mod:`anira.analysis.pareto`.
 """
@@ -25,7 +26,7 @@ from anira.figures.style import (
 )
 
 REQUIRED = ["task", "router", "inference_rule", "split", "token_steps", "accuracy"]
-REQUIRED += ["ci_low", "ci_high", "fixed_depth"]
+REQUIRED += ["ci_low", "ci_high", "fixed_depth", "control", "matches"]
 
 
 def draw(table: pd.DataFrame) -> plt.Figure:
@@ -48,8 +49,11 @@ def draw(table: pd.DataFrame) -> plt.Figure:
             )
             for (router, rule), point in part.groupby(["router", "inference_rule"], sort=True):
                 errors = [point["accuracy"] - point["ci_low"], point["ci_high"] - point["accuracy"]]
-                label = router if rule in (router, "fixed") else f"{router} ({rule})"
+                label = router if rule in (router, "fixed", "random") else f"{router} ({rule})"
                 marker = "s" if rule == "mode" and router != "early" else "o"
+                control = bool(point["control"].iloc[0])
+                if control:
+                    label = f"{router} (control of {point['matches'].iloc[0]})"
                 ax.errorbar(
                     point["token_steps"],
                     point["accuracy"],
@@ -59,6 +63,7 @@ def draw(table: pd.DataFrame) -> plt.Figure:
                     label=label,
                     markersize=5,
                     capsize=2,
+                    fillstyle="none" if control else "full",
                 )
             ax.set_title(f"{task} · {SPLIT_LABELS.get(split, split)}")
             ax.set_xlabel("token-steps per answer token" if row == len(tasks) - 1 else "")

@@ -35,7 +35,7 @@ from collections.abc import Callable
 
 import torch
 
-from anira.model.model import PAD_ID, AniraModel, visible_keys
+from anira.model.model import PAD_ID, AniraModel, prefix_keys, visible_keys
 from anira.model.packed import PackedExecutor, pack_left
 
 
@@ -54,6 +54,9 @@ class IncrementalDecoder:
         self.coda_kv: list[torch.Tensor] = []
         device = model.rope_cos.device
         self.depth = torch.ones((rows, width), dtype=torch.long, device=device)
+        # A keyed router's prefix key of every cached position (``prefix_keys``): a chunk
+        # continues from the key before its first position, so re-fed columns are overwritten.
+        self.keys = torch.zeros((rows, width), dtype=torch.long, device=device)
 
     # Rows the online router's head runs on: only the tokens still iterating.
     map_active = PackedExecutor.map_active
@@ -64,6 +67,7 @@ class IncrementalDecoder:
         self.coda_kv = [t[rows] for t in self.coda_kv]
         self.core_kv = [t[:, rows] for t in self.core_kv]
         self.depth = self.depth[rows]
+        self.keys = self.keys[rows]
         self.rows = len(rows)
 
     def _allocate(self, cache: list[torch.Tensor], like: torch.Tensor, lead: tuple[int, ...]):
@@ -86,7 +90,13 @@ class IncrementalDecoder:
         causal = visible_keys(pos, span, None)  # [n, 1, Tc, span]
 
         e = self.layer(model.prelude, self.prelude_kv, model.embed(tokens), cos, sin, causal, pos)
-        state = model.router.start(e, tokens != PAD_ID, None, False)
+        keyed = {}
+        if model.router.keyed:
+            before = self.keys[rows[:, 0], (start - 1).clamp(min=0)]
+            carry = torch.where(start > 0, before, 0)
+            keyed["keys"] = prefix_keys(tokens, pos, carry)
+            self.keys[rows, pos] = keyed["keys"]
+        state = model.router.start(e, tokens != PAD_ID, None, False, **keyed)
         s = e
         for r in range(1, D + 1):
             s, ran = self.core_step(s, e, state.depth, r, rows, pos, cos, sin, span)

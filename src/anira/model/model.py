@@ -18,7 +18,9 @@ Notable features:
   field's ``ActRouter`` and ``ExpertChoiceRouter``) with the same three hooks: ``start`` (depths
   known up front, if any), ``observe`` (after each iteration) and ``finish`` (the distribution q
   over depths); ``output`` (what the coda reads), ``penalty`` (the regulariser γ weighs) and
-  ``head_params`` have defaults. Adding a router adds a class.
+  ``head_params`` have defaults. Adding a router adds a class. The matched-compute control
+  ``RandomRouter`` sets ``keyed``: its ``start`` also gets a per-token key hashed from the token's
+  prefix (``prefix_keys``), from which it draws.
 - ANIRA-O's q needs λ_1..λ_{D−1}; after a token halts at d its later λ's are the head on its frozen
   state, i.e. λ_d (what a masked dense unroll applying the head at every iteration reports). So q,
   E_q[d] and the KL come from the executed steps alone. ``halt_now`` defines the decision rules.
@@ -68,7 +70,7 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 PAD_ID = 0  # the vocabulary puts <pad> at id 0 (anira.data.Vocabulary)
-ROUTERS = ("fixed", "early", "online", "act", "expert_choice")
+ROUTERS = ("fixed", "early", "online", "act", "expert_choice", "random")
 ONLINE_RULES = ("median", "mode")
 EXECUTIONS = ("dense", "packed", "auto")
 HALTED_VIEWS = ("frozen", "active_only", "recompute")
@@ -83,7 +85,8 @@ class ModelConfig:
     n_heads: int = 4  # head dim 16 at d_model 64
     mlp_ratio: int = 4  # the usual 4x MLP
     max_depth: int = 6  # D: 14 for MANO, 6 elsewhere (the paper)
-    router: str = "fixed"  # fixed | early (ANIRA-E) | online (ANIRA-O) | act | expert_choice
+    # fixed | early (ANIRA-E) | online (ANIRA-O) | act | expert_choice | random (a control)
+    router: str = "fixed"
     online_rule: str = "median"  # ANIRA-O inference: median (first d with CDF ≥ ½) | mode
     # Weight of the router's regulariser (KL(q || p_b); act: the ponder cost, τ; expert_choice: the
     # predictor's BCE), summed over a sequence's tokens, averaged over sequences.
@@ -101,6 +104,9 @@ class ModelConfig:
     rope_base: float = 10000.0  # RoPE frequency base
     packed_crossover: float | None = None  # auto: packed below this active fraction; None: measured
     compile: bool = False  # torch.compile the core steps; off: on a CPU it rarely repays (scales)
+    # random router: P(d) for d = 1..D, the depth distribution every token draws from (a trained
+    # adaptive model's executed-depth histogram, so compute matches: anira.train resolves it)
+    depth_probs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         assert self.router in ROUTERS, f"router must be one of {ROUTERS}, got {self.router!r}"
@@ -121,6 +127,11 @@ class ModelConfig:
         assert self.estimator == "unroll" or self.router != "expert_choice", (
             "expert_choice trains its scores through the unroll estimator"
         )
+        if self.depth_probs is not None:
+            probs = self.depth_probs
+            assert self.router == "random", "depth_probs is the random router's"
+            assert len(probs) == self.max_depth, f"depth_probs needs {self.max_depth} values"
+            assert min(probs) >= 0 and abs(sum(probs) - 1) < 1e-6, "depth_probs must sum to 1"
 
 
 @dataclass
@@ -399,6 +410,7 @@ class FixedRouter(nn.Module):
     """Every token runs all D iterations; no decision head."""
 
     estimated = False  # learns its depths through ``ModelConfig.estimator`` (unroll, rescale_final)
+    keyed = False  # True: ``start`` takes ``keys``, the tokens' prefix keys (``prefix_keys``)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -696,12 +708,61 @@ class ExpertChoiceRouter(OnlineRouter):
         return torch.stack(state.bce, -1).sum(-1)
 
 
+MASK32 = 0xFFFFFFFF
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (int64 tensors in [0, 2^32), no overflow): each output bit depends
+    on every input bit, so consecutive keys give unrelated values."""
+    for _ in range(2):
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    return (x >> 16) ^ x
+
+
+def prefix_keys(tokens: torch.Tensor, positions: torch.Tensor, carry: torch.Tensor) -> torch.Tensor:
+    """Per-token keys [B, T] hashed from each token's prefix: key_t = carry + Σ_{j≤t} h(x_j, j)
+    mod 2^32 over the non-pad tokens x_j at positions ``positions`` [B, T]; ``carry`` [B] is the
+    key of the position before the chunk (zeros for a whole sequence). A chunk continuing a
+    sequence gets the keys of the whole sequence, so the full forward pass, packed execution and
+    cached decoding draw the same depth for a token (``RandomRouter``)."""
+    x = (tokens.long() * 0x9E3779B1 + positions.long() * 0x85EBCA6B) & MASK32
+    terms = torch.where(tokens != PAD_ID, mix32(x), 0)
+    return (carry.unsqueeze(-1) + terms.cumsum(-1)) & MASK32
+
+
+class RandomRouter(FixedRouter):
+    """The matched-compute control: every token's depth is an independent draw from
+    ``depth_probs`` (by default a trained adaptive model's executed-depth histogram), whatever the
+    token. A draw is u = hash(prefix key ⊕ salt) / 2^32 through the inverse CDF: at inference the
+    salt is 0, so a token's depth is a fixed pseudo-random function of its prefix — equal in every
+    execution and in cached decoding, and uncorrelated with any feature of the token; in training
+    a fresh salt per forward pass gives fresh draws at every step. No head, no q: the control has
+    nothing to learn, and its expected depth is the distribution's mean."""
+
+    keyed = True
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        assert cfg.depth_probs is not None, "the random router needs depth_probs"
+        cdf = torch.tensor(cfg.depth_probs, dtype=torch.float64).cumsum(0)
+        self.register_buffer("cdf", (cdf / cdf[-1]).float(), persistent=False)
+
+    def start(self, e, valid, depth, training, keys=None) -> RouterState:
+        if depth is not None:
+            return RouterState(depth, True)
+        salt = int(torch.randint(0, MASK32, ())) if training else 0
+        u = mix32(keys ^ salt).double() / 2.0**32
+        drawn = torch.searchsorted(self.cdf.double(), u, right=True) + 1
+        return RouterState(torch.where(valid, drawn.clamp(max=self.cfg.max_depth), 1), False)
+
+
 ROUTER_CLASSES = {
     "fixed": FixedRouter,
     "early": EarlyRouter,
     "online": OnlineRouter,
     "act": ActRouter,
     "expert_choice": ExpertChoiceRouter,
+    "random": RandomRouter,
 }
 
 
@@ -816,7 +877,11 @@ class AniraModel(nn.Module):
             depth = torch.full_like(tokens, D)
 
         e = self.prelude(self.embed(tokens), cos, sin)
-        state = self.router.start(e, valid, depth, self.training)
+        keyed = {}
+        if self.router.keyed:
+            positions = torch.arange(T, device=tokens.device).expand(B, T)
+            keyed["keys"] = prefix_keys(tokens, positions, tokens.new_zeros(B))
+        state = self.router.start(e, valid, depth, self.training, **keyed)
         executor = self.executor(e, cos, sin)
         unroll = self.unrolls()
         s, states = e, [e]
