@@ -99,14 +99,24 @@ def test_dry_run_plans_every_phase(study, models):
     dynamics = next(line for line in out.splitlines() if "anira.analysis.dynamics" in line)
     read = set(re.findall(r"--model \S+/checkpoints/(\w+)/(\w+)/seed(\d+) ", dynamics))
     assert read == {model for model in trained if model[0] == "brevo"}
-    # Longest first: a training's priority is its layer-steps, a dataset's the sum of its task's.
+    # Longest first: a training's priority is its layer-steps, plus those of the controls that
+    # wait for its evaluation (which gets theirs), a dataset's the sum of its task's trainings.
+    specs = {model: compose_run(*model[:2], "mini", int(model[2]), ()) for model in trained}
+    cost = {model: s.train.steps * (s.model.max_depth + 2) for model, s in specs.items()}
+    waiting = {
+        model: sum(c for other, c in cost.items() if specs[other].match == model[1]
+                   and other[0::2] == model[0::2])
+        for model in trained
+    }  # fmt: skip
     trainings = job_priorities(out, "train")
-    assert len(trainings) == len(trained)
-    for (task, router, seed), priority in trainings.items():
-        spec = compose_run(task, router, "mini", int(seed), ())
-        assert priority == spec.train.steps * (spec.model.max_depth + 2)
+    assert trainings == {model: cost[model] + waiting[model] for model in trained}
+    evaluations = job_priorities(out, "evaluate")
+    assert evaluations == {model: waiting[model] for model in trained}
+    if models == DEFAULT_MODELS:  # each ANIRA-O seed unblocks its random control
+        assert all(waiting["lano", "online", seed] == cost["lano", "random_online", seed]
+                   for seed in THREE)  # fmt: skip
     for (task,), priority in job_priorities(out, "generate").items():
-        own = [p for (name, _, _), p in trainings.items() if name == task]
+        own = [c for (name, _, _), c in cost.items() if name == task]
         assert priority == sum(own) > max(own)
 
 

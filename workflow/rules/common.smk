@@ -140,8 +140,26 @@ def training_cost(task, router, seed):
     return spec.train.steps * (spec.model.max_depth + 2)
 
 
+def unblocked_controls_cost(task, router, seed):
+    """The cost of the controls that wait for this model's evaluation (their `match`)."""
+    return sum(
+        training_cost(*model)
+        for model in study_models()
+        if model[0] == task and model[2] == seed and run_spec(*model).match == router
+    )
+
+
 def train_priority(wildcards):
-    return training_cost(wildcards.task, wildcards.router, int(wildcards.seed))
+    """Own cost plus the controls it unblocks, so a matched model trains early."""
+    model = wildcards.task, wildcards.router, int(wildcards.seed)
+    return training_cost(*model) + unblocked_controls_cost(*model)
+
+
+def evaluate_priority(wildcards):
+    """The controls it unblocks: a matched model's evaluation runs before other trainings."""
+    return unblocked_controls_cost(
+        wildcards.task, wildcards.router, int(wildcards.seed)
+    )
 
 
 def generate_priority(wildcards):

@@ -8,6 +8,7 @@ rule evaluate:
         **files_in(EVAL_DIR, EVAL_FILES),
     log:
         f"{LOG_DIR}/evaluate/{{task}}/{{router}}/seed{{seed}}.log",
+    priority: evaluate_priority
     conda:
         CONDA_ENV
     threads: threads("evaluate")
