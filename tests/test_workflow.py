@@ -55,8 +55,8 @@ def grid(tasks, routers, seeds):
 
 
 THREE = ("0", "1", "2")
-DEFAULT_MODELS = grid(["lano"], ["early", "online"], THREE) | grid(
-    ["lano"], ["fixed", "fixed1"], "0"
+DEFAULT_MODELS = grid(["lano"], ["online", "random_online"], THREE) | grid(
+    ["lano"], ["fixed", "fixed1", "early"], "0"
 )
 ROUTERS = ["fixed", "early", "online", "act", "expert_choice", "pondernet"]
 FULL_MODELS = (
@@ -64,6 +64,7 @@ FULL_MODELS = (
     | grid(["mano", "clrs_sort"], ROUTERS, "0")
     | grid(["lano", "brevo", "mano", "clrs_sort"], ["fixed1"], "0")
     | grid(["brevo"], ["fixed2", "fixed4"], "0")
+    | grid(["lano"], ["random", "random_online", "fixed_mean", "fixed_mean_online"], "0")
 )
 
 
@@ -78,8 +79,9 @@ def test_dry_run_plans_every_phase(study, models):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     for rule in ("decision_timing", "probes", "pareto", "scorecard", "fig_pareto"):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
-    # The default study: LANO's adaptive routers with three seeds, its fixed baselines with one
-    # (task_seeds, task_routers); the full study: every task, three seeds of LANO and BREVO.
+    # The default study: LANO's ANIRA-O and its random control with three seeds, the fixed
+    # baselines and ANIRA-E with one (task_seeds, task_routers); the full study: every task, three
+    # seeds of LANO and BREVO, and LANO's controls.
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
     assert trained == models
     # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
@@ -127,7 +129,8 @@ def job_priorities(dry_run: str, rule: str) -> dict[tuple[str, ...], float]:
         if re.search(rf"^(local)?rule {rule}:", block, re.MULTILINE):
             wildcards = re.search(r"wildcards: (.*)", block).group(1)
             values = tuple(item.split("=")[1] for item in wildcards.split(", "))
-            jobs[values] = float(re.search(r"priority: (\S+)", block).group(1))
+            priority = re.search(r"priority: (\S+)", block)  # not printed when 0
+            jobs[values] = float(priority.group(1)) if priority else 0.0
     return jobs
 
 
