@@ -43,6 +43,19 @@ def test_plan_bounds_the_measured_cpu_peak_within_tolerance(mcfg, batch, length)
     assert measured <= planned <= (1 + TOLERANCE) * measured, (planned, measured)
 
 
+def test_planning_leaves_the_callers_random_stream_as_it_was():
+    """Training plans its memory after seeding: a plan, computed or cached, draws nothing from
+    the caller's stream, so a run's draws do not depend on what ran before it in the process."""
+    mcfg = dataclasses.replace(SMALL, router="online", d_model=48)  # a key no other test caches
+    for _ in range(2):  # computed, then cached
+        torch.manual_seed(123)
+        expected = torch.rand(4)
+        torch.manual_seed(123)
+        fit_training(mcfg, 8, 40, 80, "t")
+        measured_peak(mcfg, 1, 16)
+        assert torch.equal(torch.rand(4), expected)
+
+
 def test_fit_training_picks_the_fewest_micro_batches_that_fit():
     mcfg = dataclasses.replace(SMALL, router="early")
     whole = training_plan(mcfg, 64, 64, 200, cuda=True)

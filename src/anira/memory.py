@@ -37,12 +37,14 @@ is what the plan is validated against (tests/test_memory.py, ``benchmarks/memory
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,11 +64,21 @@ def saved_bytes(mcfg: ModelConfig, batch: int, length: int) -> int:
     """Bytes autograd saves for the backward pass of one training forward pass and loss over
     ``batch`` random sequences of ``length`` tokens (every token an answer), parameters excluded;
     a storage saved twice is counted once."""
-    return _saved(_probe_model(mcfg, length), batch, length)
+    with probe_rng():
+        return _saved(_probe_model(mcfg, length), batch, length)
+
+
+@contextlib.contextmanager
+def probe_rng() -> Iterator[None]:
+    """Seed 0 for a probe's weights and tokens, on a fork of the caller's random state: a training
+    run plans its memory after seeding, and its draws must not depend on whether the plan was
+    already cached in this process (a cached plan draws nothing)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
 
 
 def _probe_model(mcfg: ModelConfig, length: int) -> AniraModel:
-    torch.manual_seed(0)
     model = AniraModel(buildable(mcfg, max_seq_len=max(length, 1)))
     return model.train()
 
@@ -94,8 +106,9 @@ def _activation_fit(key: tuple) -> np.ndarray:
     vocabularies (the vocabulary enters linearly: the logits and the loss's log-softmax)."""
     rows = []
     for vocab in PROBE_VOCABS:
-        model = _probe_model(ModelConfig(**dict(key), vocab_size=vocab), max(PROBE_LENGTHS))
-        points = [_saved(model, 1, length) for length in PROBE_LENGTHS]
+        with probe_rng():
+            model = _probe_model(ModelConfig(**dict(key), vocab_size=vocab), max(PROBE_LENGTHS))
+            points = [_saved(model, 1, length) for length in PROBE_LENGTHS]
         rows.append(np.polyfit(PROBE_LENGTHS, points, 2)[::-1])
     return np.asarray(rows)
 
@@ -271,12 +284,16 @@ def measured_peak(mcfg: ModelConfig, batch: int, length: int, train: bool = True
     """The peak bytes of one CPU training step (forward, loss, backward, AdamW step, from a
     model whose optimizer state exists already) or, with ``train=False``, of one forward pass
     without gradients, from ``torch.profiler``'s memory timeline of the step."""
+    with probe_rng():
+        return _profiled_peak(mcfg, batch, length, train)
+
+
+def _profiled_peak(mcfg: ModelConfig, batch: int, length: int, train: bool) -> int:
     from torch.profiler import ProfilerActivity, profile
 
-    torch.manual_seed(0)
     model = AniraModel(buildable(mcfg, max_seq_len=length))
-    model.train(train)
     tokens = torch.randint(1, mcfg.vocab_size, (batch, length))
+    model.train(train)
     answers = torch.ones_like(tokens, dtype=torch.bool)
     optimizer = torch.optim.AdamW(model.parameters())
 
