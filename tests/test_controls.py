@@ -32,10 +32,10 @@ from tests.configs import TINY_SCALE, compose_config, tiny_task
 PROBS = (0.05, 0.1, 0.15, 0.2, 0.2, 0.3)
 
 
-def random_control(probs=PROBS, vocab: int = 30) -> AniraModel:
+def random_control(probs=PROBS, vocab: int = 30, seed: int = 0) -> AniraModel:
     cfg = ModelConfig(
         vocab_size=vocab, max_seq_len=128, d_model=32, n_heads=2, max_depth=len(probs),
-        router="random", depth_probs=probs, execution="packed",
+        router="random", depth_probs=probs, execution="packed", draw_salt=seed,
     )  # fmt: skip
     torch.manual_seed(0)
     return AniraModel(cfg).eval()
@@ -63,6 +63,25 @@ def test_random_depths_are_fresh_in_training_and_fixed_at_inference():
         assert torch.equal(model(tokens).depth, model(tokens).depth)
         model.train()
         assert not torch.equal(model(tokens).depth, model(tokens).depth)
+
+
+def test_each_seed_is_an_independent_draw_at_inference():
+    """The run's seed salts the inference draws: seeds agree on a token's depth no more often
+    than two independent draws from the histogram do (Σ p²), one seed agrees with itself."""
+    tokens = torch.randint(1, 30, (64, 100), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        depths = [random_control(seed=seed)(tokens).depth.flatten() for seed in (0, 1, 2, 1)]
+    assert torch.equal(depths[1], depths[3])
+    chance = sum(p * p for p in PROBS)
+    for a, b in [(0, 1), (0, 2), (1, 2)]:
+        agree = (depths[a] == depths[b]).float().mean().item()
+        assert abs(agree - chance) < 0.02, (a, b, agree, chance)
+    assert (
+        compose_run(
+            "brevo", "random", "mini", 2, ("router.depth_probs=[0,0,1,0,0,0]",)
+        ).model.draw_salt
+        == 2
+    )
 
 
 @pytest.fixture(scope="module")

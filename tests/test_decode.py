@@ -33,6 +33,7 @@ def random_model(router: str, rule: str, halt: str = "mixed", seed: int = 0, **k
     torch.manual_seed(seed)
     if router == "random":
         kw["depth_probs"] = RANDOM_PROBS[halt]
+        kw["draw_salt"] = 2  # a seeded control: cached decoding draws what the full pass draws
     cfg = ModelConfig(
         vocab_size=VOCAB, max_seq_len=96, d_model=32, n_heads=2, max_depth=D,
         router=router, online_rule=rule, **kw,

@@ -34,6 +34,7 @@ def pair(router: str, **kw) -> tuple[AniraModel, AniraModel]:
     )
     if router == "random":  # the control's depths spread over 1..D
         cfg["depth_probs"] = (0.3, 0.2, 0.2, 0.2, 0.1)
+        cfg["draw_salt"] = 3  # a seeded control: the salt reaches every execution path
     torch.manual_seed(0)
     dense = AniraModel(ModelConfig(**(cfg | kw | {"execution": "dense"})))
     # Spread the router's decisions so both paths see many depths.

@@ -191,6 +191,7 @@ class RunSpec:
             )
         if depth_probs is not None:
             depth_probs = probabilities(depth_probs, "router.depth_probs", max_depth)
+        seed = integer(c["seed"], "seed", 0)
         try:
             model = ModelConfig(
                 d_model=d_model,
@@ -220,6 +221,7 @@ class RunSpec:
                 # absent in configs saved before the switch existed: eager, as they ran
                 compile=flag(shape.get("compile", False), "scale.model.compile"),
                 depth_probs=depth_probs,
+                draw_salt=seed if kind == "random" else 0,
             )
         except AssertionError as err:  # ModelConfig's own checks, for anything not named above
             raise AniraInputError(f"invalid model settings: {err}") from err
@@ -227,7 +229,7 @@ class RunSpec:
             task=task["name"],
             router=router["name"],
             scale=scale["name"],
-            seed=integer(c["seed"], "seed", 0),
+            seed=seed,
             train=TrainSettings.resolve(scale["train"], at_scale.get("training") or {}),
             model=model,
             curriculum=number(at_scale.get("curriculum", 0.0), key + "curriculum", high=1.0),

@@ -107,6 +107,9 @@ class ModelConfig:
     # random router: P(d) for d = 1..D, the depth distribution every token draws from (a trained
     # adaptive model's executed-depth histogram, so compute matches: anira.train resolves it)
     depth_probs: tuple[float, ...] | None = None
+    # random router: the salt of its inference draws, the run's seed, so each training seed is an
+    # independent draw of the control (0 in checkpoints saved before the salt existed, as they ran)
+    draw_salt: int = 0
 
     def __post_init__(self) -> None:
         assert self.router in ROUTERS, f"router must be one of {ROUTERS}, got {self.router!r}"
@@ -734,9 +737,11 @@ class RandomRouter(FixedRouter):
     """The matched-compute control: every token's depth is an independent draw from
     ``depth_probs`` (by default a trained adaptive model's executed-depth histogram), whatever the
     token. A draw is u = hash(prefix key ⊕ salt) / 2^32 through the inverse CDF: at inference the
-    salt is 0, so a token's depth is a fixed pseudo-random function of its prefix — equal in every
-    execution and in cached decoding, and uncorrelated with any feature of the token; in training
-    a fresh salt per forward pass gives fresh draws at every step. No head, no q: the control has
+    salt is ``draw_salt`` (the run's seed), so a token's depth is a fixed pseudo-random function of
+    its prefix and the seed — equal in every execution and in cached decoding, uncorrelated with
+    any feature of the token, and independent across seeds (so the seed-to-seed spread of a
+    control's findings includes its draws); in training a fresh salt per forward pass gives fresh
+    draws at every step. No head, no q: the control has
     nothing to learn, and its expected depth is the distribution's mean."""
 
     keyed = True
@@ -746,11 +751,13 @@ class RandomRouter(FixedRouter):
         assert cfg.depth_probs is not None, "the random router needs depth_probs"
         cdf = torch.tensor(cfg.depth_probs, dtype=torch.float64).cumsum(0)
         self.register_buffer("cdf", (cdf / cdf[-1]).float(), persistent=False)
+        # hashed, so that seeds 0, 1, 2 differ in every bit, not only the lowest
+        self.inference_salt = int(mix32(torch.tensor(cfg.draw_salt))) if cfg.draw_salt else 0
 
     def start(self, e, valid, depth, training, keys=None) -> RouterState:
         if depth is not None:
             return RouterState(depth, True)
-        salt = int(torch.randint(0, MASK32, ())) if training else 0
+        salt = int(torch.randint(0, MASK32, ())) if training else self.inference_salt
         u = mix32(keys ^ salt).double() / 2.0**32
         drawn = torch.searchsorted(self.cdf.double(), u, right=True) + 1
         return RouterState(torch.where(valid, drawn.clamp(max=self.cfg.max_depth), 1), False)
