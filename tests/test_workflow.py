@@ -56,7 +56,7 @@ def grid(tasks, routers, seeds):
 
 THREE = ("0", "1", "2")
 DEFAULT_MODELS = grid(["lano"], ["online", "random_online"], THREE) | grid(
-    ["lano"], ["fixed", "fixed1", "early"], "0"
+    ["lano"], ["fixed", "fixed1"], "0"
 )
 ROUTERS = ["fixed", "early", "online", "act", "expert_choice", "pondernet"]
 FULL_MODELS = (

@@ -752,7 +752,9 @@ class RandomRouter(FixedRouter):
         cdf = torch.tensor(cfg.depth_probs, dtype=torch.float64).cumsum(0)
         self.register_buffer("cdf", (cdf / cdf[-1]).float(), persistent=False)
         # hashed, so that seeds 0, 1, 2 differ in every bit, not only the lowest
-        self.inference_salt = int(mix32(torch.tensor(cfg.draw_salt))) if cfg.draw_salt else 0
+        self.inference_salt = (
+            int(mix32(torch.tensor(cfg.draw_salt, device="cpu"))) if cfg.draw_salt else 0
+        )
 
     def start(self, e, valid, depth, training, keys=None) -> RouterState:
         if depth is not None:
