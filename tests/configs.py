@@ -5,7 +5,7 @@ from __future__ import annotations
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from anira.cli import CONFIG_DIR
+from anira.compose import CONFIG_DIR
 
 # Shrinks a scale to a few seconds of CPU work; the real values live in config/scale/*.yaml.
 TINY_SCALE = [

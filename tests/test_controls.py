@@ -21,11 +21,13 @@ from anira.analysis.controls import (
     val_depth_histogram,
 )
 from anira.batches import PaddedSplit
-from anira.data import generate_dataset, load_split
-from anira.evaluate import evaluate, inference_rule, teacher_forced
+from anira.dataset import load_split
+from anira.evaluate import evaluate
+from anira.generate import generate_dataset
+from anira.inference import inference_rule, teacher_forced
 from anira.io import AniraInputError, write_manifest
 from anira.model import AniraModel, ModelConfig
-from anira.spec import compose_run
+from anira.spec import DatasetSpec, compose_run
 from anira.train import train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 
@@ -94,7 +96,7 @@ def brevo_records(tmp_path_factory):
         + ["seed=0", "out_dir=unused"],
     )
     directory = tmp_path_factory.mktemp("brevo_alignment")
-    generate_dataset(cfg.task, "mini", 0, directory)
+    generate_dataset(DatasetSpec.resolve(cfg.task, "mini", 0), directory)
     frame = load_split(directory, "test")
     data = PaddedSplit.from_frame(frame)
     model = random_control(vocab=int(data.tokens.max()) + 1)

@@ -13,8 +13,8 @@ from anira.analysis import dynamics
 from anira.analysis.dynamics import depth_entropy, dynamics_table
 from anira.analysis.records import sample_examples
 from anira.analysis.scorecard import Study, dynamics_rows, half_way_step
-from anira.data import load_split, load_task, load_vocab
-from anira.evaluate import evaluate_split, load_checkpoint
+from anira.dataset import load_split, load_task, load_vocab
+from anira.inference import evaluate_split, load_checkpoint
 from anira.train import dynamics_steps, train
 from tests.configs import TINY_SCALE, compose_config, tiny_task
 from tests.test_scorecard import depth_hist, generalization, paper_like

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from anira.batches import PaddedSplit
-from anira.data import generate_dataset, load_split, load_task, load_vocab, row_to_example
-from anira.evaluate import (
+from anira.dataset import load_split, load_task, load_vocab, row_to_example
+from anira.evaluate import evaluate
+from anira.generate import generate_dataset
+from anira.inference import (
     TemperatureSampler,
-    evaluate,
     evaluate_split,
     generated_records,
     greedy_generate,
@@ -23,6 +24,7 @@ from anira.evaluate import (
 )
 from anira.io import AniraInputError, verify_manifest
 from anira.model import AniraModel, ModelConfig
+from anira.spec import DatasetSpec
 from anira.tasks.base import EOS
 from anira.tasks.grammar import END
 from anira.train import train
@@ -259,7 +261,7 @@ def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
     ]
     overrides = [*tiny_task("mano"), *sizes]
     generate_cfg = compose_config("generate", [*overrides, "seed=0", "out_dir=unused"])
-    generate_dataset(generate_cfg.task, "mini", 0, tmp_path / "data")
+    generate_dataset(DatasetSpec.resolve(generate_cfg.task, "mini", 0), tmp_path / "data")
     assert set(load_split(tmp_path / "data", "test")["size"]) == {2, 3}
     assert set(load_split(tmp_path / "data", "train")["size"]) == {1, 2, 3}
     train_overrides = [*overrides, *TINY_SCALE, "router=early"]
@@ -360,7 +362,7 @@ LANO_TINY = [
 def lano_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("lano")
     cfg = compose_config("generate", [*LANO_TINY, "seed=0", "out_dir=unused"])
-    generate_dataset(cfg.task, "mini", 0, root / "data")
+    generate_dataset(DatasetSpec.resolve(cfg.task, "mini", 0), root / "data")
     paths = [f"data_dir={root / 'data'}", f"out_dir={root / 'ckpt'}"]
     train(compose_config("train", [*LANO_TINY, *TINY_SCALE, "router=early", *paths]))
     evaluate(eval_cfg(root / "ckpt", root / "data", root / "eval"))

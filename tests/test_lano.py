@@ -682,13 +682,15 @@ def test_answer_distributions_match_brute_force():
 
 
 def test_config_uses_cfg3b_and_a_documented_mini_sub_grammar():
-    from anira.data import build_task
+    from anira.spec import DatasetSpec
 
     cfg = yaml.safe_load((ROOT / "config/task/lano.yaml").read_text())
     assert cfg["name"] == "lano" and cfg["params"]["grammar_file"] == "grammars/cfg3b.pcfg"
-    paper, _, paper_plan = build_task(cfg, "paper")
+    spec = DatasetSpec.resolve(cfg, "paper")
+    paper, paper_plan = spec.task, spec.plan
     assert paper.grammar.start == "22" and paper.grammar.max_length == 432
-    mini, _, mini_plan = build_task(cfg, "mini")
+    spec = DatasetSpec.resolve(cfg, "mini")
+    mini, mini_plan = spec.task, spec.plan
     assert mini.grammar.start == "16"
     lengths = mini.grammar.length_distribution()
     assert (min(lengths), max(lengths)) == (30, 72)

@@ -11,7 +11,7 @@ from scipy import stats
 
 from anira.analysis import pareto
 from anira.analysis.pareto import compute_per_token, frontier, pareto_rows
-from anira.data import load_split
+from anira.dataset import load_split
 from anira.evaluate import evaluate
 from anira.figures import fig_pareto
 from anira.figures.style import apply_style

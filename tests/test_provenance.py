@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from anira.data import generate_dataset, write_dataset_manifest
+from anira.dataset import write_dataset_manifest
+from anira.generate import generate_dataset
 from anira.layout import data_files
+from anira.spec import DatasetSpec
 from anira.train import Status, train
 from tests.configs import compose_config, tiny_task
 from tests.test_faults import anira, checksums, one_error_line, train_args
@@ -90,7 +92,7 @@ def trained(tiny_dataset, tmp_path_factory):
 
 def other_dataset(tmp_path, *overrides):
     cfg = compose_config("generate", [*tiny_task("brevo"), *overrides, "seed=1", "out_dir=-"])
-    generate_dataset(cfg.task, "mini", 1, tmp_path / "other")
+    generate_dataset(DatasetSpec.resolve(cfg.task, "mini", 1), tmp_path / "other")
     return tmp_path / "other"
 
 

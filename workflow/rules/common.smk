@@ -14,7 +14,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from anira import layout
-from anira.data import manifest_content
+from anira.dataset import manifest_content
 from anira.io import AniraInputError, failed_files, sha256_file
 from anira.layout import MANIFEST, SPLITS
 from anira.memory import estimated_shapes, fit_evaluation, fit_training
