@@ -15,8 +15,8 @@ from anira.io import AniraInputError
 from anira.layout import SPLITS
 from anira.spec import DatasetSpec, plan_splits
 from anira.tasks import get_task
-from tests.test_brevo import reference_features as brevo_features
-from tests.test_mano import recursive_eval
+from tests.references import recursive_eval
+from tests.references import reference_features as brevo_features
 
 
 def task_cfg(name: str, **sizes):

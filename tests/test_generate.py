@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -13,19 +12,9 @@ from anira.compose import CONFIG_DIR, check_group_choices
 from anira.dataset import load_split
 from anira.io import AniraInputError
 from anira.layout import SPLITS
+from tests.factories import run_generate
 
 SMALL = ["task.scales.mini.n_train=300", "task.scales.mini.n_eval_per_size=20"]
-
-
-def run_generate(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "anira.generate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
 
 
 def test_config_dir_is_the_repository_config():

@@ -1,7 +1,7 @@
 """The import graph of ``src/anira``: no module imports itself back through others (a cycle),
 and the analyses and figures read data and run models through library modules only, never
 through a stage's entry point. Every ``import`` counts, those inside functions included: a lazy
-import that dodges a cycle is still one."""
+import that dodges a cycle is still one. In ``tests/``, no test module imports another."""
 
 from __future__ import annotations
 
@@ -65,6 +65,14 @@ def test_analyses_and_figures_import_no_stage():
         for module, target in graph.edges
         if module.startswith(LAYERS_ABOVE_STAGES) and target in STAGES
     ]
+    assert not offending, offending
+
+
+def test_test_modules_share_helpers_only_through_factories_and_references():
+    """What several test modules use lives in tests/factories.py (what tests build) or
+    tests/references.py (the independent references they compare against)."""
+    graph = import_graph(SRC.parent, package="tests")
+    offending = [(m, t) for m, t in graph.edges if t.rsplit(".", 1)[-1].startswith("test_")]
     assert not offending, offending
 
 

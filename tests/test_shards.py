@@ -15,7 +15,7 @@ from anira.generate import generate_dataset, generate_part, split_rng
 from anira.io import AniraInputError
 from anira.layout import TRAIN, part_file
 from anira.spec import DatasetSpec
-from tests.test_generate import run_generate
+from tests.factories import ROOT, run_generate
 
 BLOCK = 40  # examples per block here (CHUNK is 10,000): several blocks per size
 
@@ -88,17 +88,16 @@ def test_parts_of_another_shard_count_are_rejected(tmp_path, monkeypatch):
 
 
 def test_cli_shards_then_gathers(tmp_path):
-    root = Path(__file__).resolve().parents[1]
     small = ["task=brevo", "scale=mini", "seed=2"]
     small += ["task.scales.mini.n_train=300", "task.scales.mini.n_eval_per_size=5"]
     parts = tmp_path / "parts"
     for shard in range(2):
-        result = run_generate(root, *small, "shards=2", f"shard={shard}", f"parts_dir={parts}")
+        result = run_generate(ROOT, *small, "shards=2", f"shard={shard}", f"parts_dir={parts}")
         assert result.returncode == 0, result.stderr
         assert Path(part_file(parts, shard)).is_file()
-    result = run_generate(root, *small, "shards=2", f"parts_dir={parts}", f"out_dir={tmp_path}/d")
+    result = run_generate(ROOT, *small, "shards=2", f"parts_dir={parts}", f"out_dir={tmp_path}/d")
     assert result.returncode == 0, result.stderr
-    result = run_generate(root, *small, f"out_dir={tmp_path}/single")
+    result = run_generate(ROOT, *small, f"out_dir={tmp_path}/single")
     assert files(tmp_path / "d") == files(tmp_path / "single")
-    missing = run_generate(root, *small, "shards=2", f"out_dir={tmp_path}/x")
+    missing = run_generate(ROOT, *small, "shards=2", f"out_dir={tmp_path}/x")
     assert missing.returncode != 0 and "parts_dir" in missing.stdout + missing.stderr
