@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from anira.data import build_task
 from anira.io import atomic_write_json, measured_on
 from anira.model import AniraModel, ModelConfig, ModelOutput
 from anira.model.decode import IncrementalDecoder
+from anira.spec import DatasetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 64
@@ -124,7 +124,8 @@ def context_rows(models: list[str], contexts: list[int], new_tokens: int) -> lis
 def task_example_lengths(name: str) -> tuple[int, int, int, int]:
     """(largest paper test size, D, prompt length through <ans>, answer length) of one example."""
     task_cfg = OmegaConf.load(ROOT / "config/task" / f"{name}.yaml")
-    task, _, plan = build_task(task_cfg, "paper")
+    spec = DatasetSpec.resolve(task_cfg, "paper")
+    task, plan = spec.task, spec.plan
     size = max(size for _, size, _ in plan)
     example = task.sample(size, np.random.default_rng(0))
     answer = int(np.sum(example.answer_mask))

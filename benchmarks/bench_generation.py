@@ -3,7 +3,7 @@
     python benchmarks/bench_generation.py [--seconds 0.5] [--tasks clrs_sort,brevo] [--out FILE]
 
 Every ``config/task/*.yaml`` whose task is registered is built exactly as a dataset builds it
-(:func:`anira.data.build_task`, dataset parameters included) and ``task.sample`` is timed, one
+(:class:`anira.spec.DatasetSpec`, dataset parameters included) and ``task.sample`` is timed, one
 core, cycling round-robin through the sizes of three mixes:
 
 - ``mini``: every size of the ``mini`` scale (train, interp and extrap);
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from anira.data import build_task
 from anira.io import atomic_write_json, measured_on
+from anira.spec import DatasetSpec
 from anira.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,8 @@ MIN_EXAMPLES = 5
 
 
 def time_mix(cfg: dict[str, Any], scale: str, splits: tuple[str, ...], seconds: float) -> dict:
-    task, _, plan = build_task(cfg, scale)
+    spec = DatasetSpec.resolve(cfg, scale)
+    task, plan = spec.task, spec.plan
     sizes = sorted({size for split, size, _ in plan if split in splits})  # ranges expanded
     rng = np.random.default_rng(0)
     n = tokens = 0

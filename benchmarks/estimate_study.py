@@ -5,9 +5,11 @@
 
 How (no GPU on the machine this was written on, so GPU time is an estimate from FLOP counts):
 - Sequence lengths: ``--samples`` examples per (split, size) of the study's scale, drawn with
-  each task's own generator and dataset parameters (``anira.data.build_task``); the mean length
+  each task's own generator and dataset parameters (``anira.spec.DatasetSpec``); the mean length
   per size stands for every example of that size.
-- FLOPs: ``AniraModel.flops`` of the scale's model (every token at D: training runs the dense
+- Every setting comes from the spec a run of the study resolves (``anira.spec.RunSpec``: the
+  scale's model, the task's D, its steps with the task's ``steps_factor``, the batch sizes).
+- FLOPs: ``AniraModel.flops`` of that model (every token at D: training runs the dense
   unroll, and D bounds evaluation), a training step = 3 × forward (forward + backward) over
   ``batch_size`` examples drawn evenly from the training sizes. Evaluation = per example one
   teacher-forced forward plus cached greedy decoding, which costs one more forward of the
@@ -41,11 +43,10 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from anira.data import build_task
 from anira.io import atomic_write_json, measured_on
 from anira.memory import GB, estimated_shapes, fit_evaluation, fit_training
 from anira.model import AniraModel, ModelConfig, ModelOutput
-from anira.spec import compose_run, study_configs
+from anira.spec import compose_run, planned_dataset, study_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 128  # the LM head's share is small; the tasks' vocabularies are below this
@@ -125,35 +126,38 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/study_cost.json"))
     args = parser.parse_args()
     study = OmegaConf.load(args.configfile)
-    scale = OmegaConf.load(ROOT / "config/scale" / f"{study.scale}.yaml")
     max_train_eval = OmegaConf.load(ROOT / "config/evaluate.yaml").max_train_examples
-    model_kw = {k: scale.model[k] for k in ("d_model", "n_heads", "mlp_ratio")}
     gpu = args.gpu_tflops * 1e12
     runs = len(study.routers) * len(study.seeds)
 
+    # The scale's model on this CPU at D = 6, through the spec a run resolves (no task adjustment
+    # reaches the model's width).
+    probe = compose_run(study.tasks[0], "fixed", study.scale, 0).model
+    model_kw = {k: getattr(probe, k) for k in ("d_model", "n_heads", "mlp_ratio")}
     cpu_flops = cpu_training_flops_per_s(model_kw | {"max_depth": 6})
     print(f"CPU training throughput (measured): {cpu_flops / 1e9:.1f} GFLOP/s", flush=True)
     phases, jobs, per_task = defaultdict(float), [], []
     for i, name in enumerate(study.tasks, 1):
-        task_cfg = OmegaConf.load(ROOT / "config/task" / f"{name}.yaml")
-        task, _, plan = build_task(task_cfg, study.scale)
-        depth = int(task_cfg.scales[study.scale].max_depth)
+        # Everything a run of this task resolves: the dataset's plan, and the run's model, steps
+        # (the task's steps_factor applied) and batch sizes (``RunSpec``).
+        dataset = planned_dataset(name, study.scale, 0)
+        task, plan = dataset.task, dataset.plan
+        run = compose_run(name, "fixed", study.scale, 0)  # every token at D, as training unrolls
+        depth = run.model.max_depth
         lengths, gen_s = sample_lengths(task, plan, args.samples)
         longest = int(max(length for length, _ in lengths.values()))
-        model = AniraModel(
-            ModelConfig(vocab_size=VOCAB, max_seq_len=longest, max_depth=depth, **model_kw)
-        )
+        model = AniraModel(run.model_for(VOCAB, longest))
         train_sizes = sorted({size for split, size, _ in plan if split == "train"})
         per_example = np.mean(
             [forward_flops(model, round(lengths["train", s][0])) for s in train_sizes]
         )
-        train_flops = 3 * per_example * scale.train.batch_size * scale.train.steps
+        train_flops = 3 * per_example * run.train.batch_size * run.train.steps
         eval_flops, eval_steps = 0.0, 0.0
         for split, size, count in plan:
             n = min(count, max_train_eval) if split == "train" else count
             length, answer = lengths[split, size]
             eval_flops += 2 * n * forward_flops(model, round(length))
-            eval_steps += math.ceil(n / scale.eval.batch_size) * answer
+            eval_steps += math.ceil(n / run.eval_batch_size) * answer
         n_examples = sum(count for _, _, count in plan)
         memory = memory_plans(name, study, args.gpu_mem_gb)
         row = {

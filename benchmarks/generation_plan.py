@@ -5,8 +5,8 @@ a number of concurrent CPU jobs, and the CPU-hours, before (one job per task) an
                                          [--slots 64] [--train-examples 200] [--eval-examples 60]
                                          [--out benchmarks/results/generation_plan.json]
 
-Per task, on one core, what the jobs run (``anira.data``):
-- ``train_s_per_example``: a shard's work, :func:`anira.data.block_table` (draw, tokenise, build
+Per task, on one core, what the jobs run (``anira.generate``):
+- ``train_s_per_example``: a shard's work, :func:`anira.generate.block_table` (draw, tokenise, build
   the Parquet table) over ``--train-examples`` examples at training sizes drawn in proportion to
   their counts, plus writing and reading them back as Parquet (the gather copies every row);
 - ``eval_s_per_example``: the gather's own draws, ``--eval-examples`` examples at the evaluation
@@ -33,10 +33,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
-from anira.data import PAD, Vocabulary, block_table, build_task
+from anira.generate import block_table
 from anira.io import atomic_write_json, measured_on
 from anira.layout import TRAIN
-from anira.spec import study_configs
+from anira.spec import DatasetSpec, study_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 COPY_ROWS = 20_000
@@ -52,9 +52,10 @@ def drawn_sizes(plan: list, train: bool, n: int, rng: np.random.Generator) -> Co
 def measure(task_name: str, scale: str, n_train: int, n_eval: int) -> dict:
     cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "config/task" / f"{task_name}.yaml"))
     start = time.perf_counter()
-    task, _, plan = build_task(cfg, scale)
+    spec = DatasetSpec.resolve(cfg, scale)
+    task, plan = spec.task, spec.plan
     setup = time.perf_counter() - start
-    vocab = Vocabulary([PAD, *task.vocab_tokens(max(size for _, size, _ in plan))])
+    vocab = spec.vocabulary()
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     tables = [

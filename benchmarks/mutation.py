@@ -59,9 +59,9 @@ GROUPS = {
     ],
     # teacher_forced and greedy_generate are decorated (torch.no_grad), which mutmut skips.
     "evaluate": [
-        "anira.evaluate.x_batches_by_length*",
-        "anira.evaluate.x_inference_rule*",
-        "anira.evaluate.x_evaluate_split*",
+        "anira.inference.x_batches_by_length*",
+        "anira.inference.x_inference_rule*",
+        "anira.inference.x_evaluate_split*",
     ],
 }
 

@@ -7,19 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.configs import compose_config, tiny_task
+from anira.compose import compose
+from tests.factories import tiny_task
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> dict[str, Path]:
     """A tiny generated dataset per task used by training/evaluation tests."""
-    from anira.data import generate_dataset
+    from anira.generate import generate_dataset
+    from anira.spec import DatasetSpec
 
     out = {}
     for task in ("brevo", "mano"):
-        cfg = compose_config("generate", [*tiny_task(task), "seed=0", "out_dir=unused"])
+        cfg = compose("generate", [*tiny_task(task), "seed=0", "out_dir=unused"])
         directory = tmp_path_factory.mktemp(f"data_{task}")
-        generate_dataset(cfg.task, "mini", 0, directory)
+        generate_dataset(DatasetSpec.resolve(cfg.task, "mini", 0), directory)
         out[task] = directory
     return out
 

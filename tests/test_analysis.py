@@ -29,85 +29,9 @@ from anira.analysis.alignment import (
 )
 from anira.analysis.depth_hist import depth_hist_table
 from anira.analysis.generalization import generalization_table
-from anira.analysis.records import SPLITS, load_records
-from anira.io import AniraInputError, write_manifest
-
-SIZES = {"train": [3, 4], "test": [3, 4], "interp": [5], "extrap": [6, 7]}
-
-
-def fake_records(task: str, router: str, seed: int, n_per_size: int = 6, max_depth: int = 6):
-    """Per-token and per-example records shaped like anira.evaluate's, with depth tracking a
-    feature for the adaptive routers and constant D for ``fixed``."""
-    rng = np.random.default_rng([seed, len(router), len(task)])
-    token_rows, example_rows = [], []
-    for split, sizes in SIZES.items():
-        for size in sizes:
-            for k in range(n_per_size):
-                example_id = f"{task}-{split}-{size}-{k}"
-                n_prompt, n_answer = 2 * size, size
-                height = rng.integers(0, size, n_prompt + n_answer)
-                if router == "fixed":
-                    depth = np.full(n_prompt + n_answer, max_depth)
-                else:
-                    depth = np.clip(1 + height + rng.integers(-1, 2, len(height)), 1, max_depth)
-                expected = depth + rng.uniform(-0.5, 0.5, len(depth))
-                # The other pairing: the depth spent at position t itself, reading token t (here
-                # the next position's, as in the records), which tracks height less closely.
-                depth_at_t = np.roll(depth, -1)
-                expected_at_t = np.roll(expected, -1)
-                correct_tokens = rng.random(len(depth)) < 0.8
-                for position in range(n_prompt + n_answer):
-                    is_answer = position >= n_prompt
-                    token_rows.append(
-                        {
-                            "example_id": example_id,
-                            "task": task,
-                            "router": router,
-                            "seed": seed,
-                            "split": split,
-                            "size": size,
-                            "position": position,
-                            "token": int(rng.integers(1, 20)),
-                            "is_answer": is_answer,
-                            "correct": bool(correct_tokens[position]),
-                            "executed_depth": int(depth[position]),
-                            "expected_depth": float(expected[position]),
-                            "executed_depth_at_t": int(depth_at_t[position]),
-                            "expected_depth_at_t": float(expected_at_t[position]),
-                            "f_height": float(height[position]) if is_answer else None,
-                            "f_graph_size": float(size) if is_answer else None,
-                        }
-                    )
-                answer = slice(n_prompt, None)
-                example_rows.append(
-                    {
-                        "example_id": example_id,
-                        "task": task,
-                        "router": router,
-                        "seed": seed,
-                        "split": split,
-                        "size": size,
-                        "correct": bool(rng.random() < 1.0 / (size - 1)),
-                        "tf_correct": bool(correct_tokens[answer].all()),
-                        "mean_depth": float(depth[answer].mean()),
-                        "mean_expected_depth": float(expected[answer].mean()),
-                        "n_answer_tokens": n_answer,
-                    }
-                )
-    return pd.DataFrame(token_rows), pd.DataFrame(example_rows)
-
-
-def write_eval_dir(directory: Path, tokens: pd.DataFrame, examples: pd.DataFrame) -> Path:
-    """Write records as ``<split>.{tokens,examples}.parquet`` plus a manifest."""
-    directory.mkdir(parents=True, exist_ok=True)
-    names = []
-    for split in SPLITS:
-        for kind, frame in (("tokens", tokens), ("examples", examples)):
-            name = f"{split}.{kind}.parquet"
-            frame[frame["split"] == split].reset_index(drop=True).to_parquet(directory / name)
-            names.append(name)
-    write_manifest(directory, names)
-    return directory
+from anira.analysis.records import load_records
+from anira.io import AniraInputError
+from tests.factories import fake_records, write_eval_dir
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,7 @@ from scipy.stats import spearmanr
 
 from anira.memory import training_plan
 from anira.model import ModelConfig
-from tests.configs import TINY_SCALE
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.factories import ROOT, TINY_SCALE
 
 
 def test_router_sweep_reports_every_rule_and_a_consistent_histogram(tiny_dataset, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from anira.io import AniraInputError
 from anira.tasks import get_task
 from anira.tasks.brevo import BrevoGraph, BrevoTask, label_number
+from tests.references import dfs_run, reference_features, to_nx
 
 DOCSTRING_EDGES = [
     ("n3", "n1"),
@@ -26,58 +27,6 @@ DOCSTRING_EDGES = [
 
 def by_label(nodes):
     return sorted(nodes, key=label_number)
-
-
-def to_nx(instance) -> nx.DiGraph:
-    graph = nx.DiGraph()
-    graph.add_edges_from(tuple(e) for e in instance["edges"])
-    graph.add_nodes_from(instance.get("isolated", []))  # nodes in no edge (physics_lm rule)
-    return graph
-
-
-def dfs_run(instance, key):
-    """Post-order and first-visit depths of the DFS from the query over parent links that visits
-    parents in increasing ``key`` (networkx)."""
-    g = to_nx(instance).reverse(copy=True)
-    q = instance["query"]
-
-    def ordered(nodes):
-        return sorted(nodes, key=key)
-
-    tree = nx.dfs_tree(g, source=q, sort_neighbors=ordered)
-    post = list(nx.dfs_postorder_nodes(g, q, sort_neighbors=ordered))
-    return post, nx.shortest_path_length(tree, q)
-
-
-def reference_features(instance, order, hub_degree, dfs_depth=None):
-    """Every feature of the nodes of ``order``, computed with networkx; ``dfs_depth`` defaults to
-    the gold DFS's (parents by label number), the one along the gold answer."""
-    g = to_nx(instance)
-    q = instance["query"]
-    dep = nx.ancestors(g, q) | {q}
-    dfs_depth = dfs_depth or dfs_run(instance, label_number)[1]
-    out = {name: [] for name in BrevoTask.features}
-    for i, v in enumerate(order):
-        prefix, prefix_after = set(order[:i]), set(order[: i + 1])
-
-        def ready(u, emitted):
-            return u not in emitted and set(g.predecessors(u)) <= emitted
-
-        before = {u for u in dep if ready(u, prefix)}
-        after = {u for u in dep if ready(u, prefix_after)}
-        height = nx.dag_longest_path_length(g.subgraph(nx.ancestors(g, v) | {v}))
-        out["frontier"].append(len(before))
-        out["newly_enabled"].append(len(after - before))
-        out["dfs_depth"].append(dfs_depth[v])
-        out["height"].append(height)
-        out["dist_from_query"].append(nx.shortest_path_length(g, v, q))
-        out["graph_size"].append(g.number_of_nodes())
-        out["dep_set_size"].append(len(dep))
-        out["in_degree"].append(g.in_degree(v))
-        out["out_degree"].append(g.out_degree(v))
-        out["is_hub"].append(int(g.degree(v) >= hub_degree))
-        out["max_degree"].append(max(d for _, d in g.degree()))
-    return out
 
 
 def node_features(example):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from fractions import Fraction
 from pathlib import Path
 
 import networkx as nx
@@ -19,17 +18,9 @@ import anira.tasks.clrs  # noqa: F401  (registers the tasks)
 from anira.io import AniraInputError
 from anira.tasks import TASKS, get_task
 from anira.tasks.base import ANS, EOS
+from tests.references import CLRS, exact_intersect, feature, graph, is_subsequence
 
-CLRS = sorted(name for name in TASKS if name.startswith("clrs_"))
 N_RANDOM = 200
-
-
-def graph(inp: dict, directed: bool) -> nx.Graph:
-    g = nx.DiGraph() if directed else nx.Graph()
-    g.add_nodes_from(range(inp["n"]))
-    for u, v, *w in sorted(inp["edges"]):
-        g.add_edge(u, v, weight=w[0] if w else 1)
-    return g
 
 
 def parents_from_tree_edges(n: int, tree_edges) -> list[int]:
@@ -197,11 +188,6 @@ def ref_optimal_bst(inp, out, ex):
     assert out["preorder"] == expected(1, n)
 
 
-def is_subsequence(sub, seq) -> bool:
-    it = iter(seq)
-    return all(c in it for c in sub)
-
-
 def ref_lcs_length(inp, out, ex):
     x, y = inp["x"], inp["y"]
 
@@ -248,39 +234,6 @@ def ref_task_scheduling(inp, out, ex):
     gain = np.array([[w if t <= d else 0 for t in range(1, n + 1)] for d, w in tasks])
     rows, cols = linear_sum_assignment(gain, maximize=True)
     assert sum(tasks[i][1] for i in out) == gain[rows, cols].sum()
-
-
-def point_segment_dist2(p, a, b) -> Fraction:
-    d = (b[0] - a[0], b[1] - a[1])
-    length2 = d[0] ** 2 + d[1] ** 2
-    t = (
-        Fraction(0)
-        if length2 == 0
-        else Fraction((p[0] - a[0]) * d[0] + (p[1] - a[1]) * d[1], length2)
-    )
-    t = min(max(t, Fraction(0)), Fraction(1))
-    return (a[0] + t * d[0] - p[0]) ** 2 + (a[1] + t * d[1] - p[1]) ** 2
-
-
-def exact_intersect(p1, p2, p3, p4) -> bool:
-    """Parametric crossing, else zero distance from an endpoint to the other segment."""
-    r, s = (p2[0] - p1[0], p2[1] - p1[1]), (p4[0] - p3[0], p4[1] - p3[1])
-    denom = r[0] * s[1] - r[1] * s[0]
-    if denom != 0:
-        qp = (p3[0] - p1[0], p3[1] - p1[1])
-        t = Fraction(qp[0] * s[1] - qp[1] * s[0], denom)
-        u = Fraction(qp[0] * r[1] - qp[1] * r[0], denom)
-        if 0 <= t <= 1 and 0 <= u <= 1:
-            return True
-    return (
-        min(
-            point_segment_dist2(p1, p3, p4),
-            point_segment_dist2(p2, p3, p4),
-            point_segment_dist2(p3, p1, p2),
-            point_segment_dist2(p4, p1, p2),
-        )
-        == 0
-    )
 
 
 def ref_segments_intersect(inp, out, ex):
@@ -337,11 +290,6 @@ REFERENCES = {
     "clrs_segments_intersect": ref_segments_intersect,
     "clrs_convex_hull": ref_convex_hull,
 }
-
-
-def feature(ex, name: str) -> list:
-    """A feature's values on the answer tokens, without the final ``<eos>``."""
-    return [v for v, a in zip(ex.features[name], ex.answer_mask, strict=True) if a][:-1]
 
 
 def reordered(answer: list[str], align: str) -> list[str]:

@@ -11,8 +11,7 @@ import anira.tasks.clrs  # noqa: F401  (registers the tasks)
 from anira.io import AniraInputError
 from anira.tasks import TASKS, get_task
 from anira.tasks.base import ANS, EOS
-from tests.test_clrs import CLRS
-from tests.test_clrs_scoring import KINDS, VALIDATORS, corrupt
+from tests.references import CLRS, KINDS, VALIDATORS, corrupt
 
 
 def rendered(tokens: list[str]) -> str:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from anira.model import AniraModel, ModelConfig
-from tests.test_packed import ragged_batch, run
+from tests.factories import forward_backward, ragged_batch
 
 TOL = 1e-5  # float32 rounding: inductor fuses and reorders the same operations
 
@@ -43,8 +43,8 @@ def test_compiled_training_step_equals_eager(estimator, execution):
     assert compiled.core_steps.compiled is not None, "torch.compile should be available here"
     for lengths in ((23, 7, 16, 1), (11, 9, 3)):
         tokens, answer = ragged_batch(1, lengths)
-        a, loss_a, grads_a = run(eager, tokens, answer, None, train=True)
-        b, loss_b, grads_b = run(compiled, tokens, answer, None, train=True)
+        a, loss_a, grads_a = forward_backward(eager, tokens, answer, None, train=True)
+        b, loss_b, grads_b = forward_backward(compiled, tokens, answer, None, train=True)
         assert torch.equal(a.depth, b.depth)
         assert a.depth[tokens != 0].unique().numel() >= 2, "the batch should be ragged"
         logits = (a.logits - b.logits).abs().max().item()
@@ -62,8 +62,8 @@ def test_unavailable_compiler_falls_back_to_eager_with_one_log_line(monkeypatch,
     eager, compiled = twins()
     tokens, answer = ragged_batch()
     with caplog.at_level(logging.WARNING):
-        a, _, _ = run(eager, tokens, answer, None, train=True)
-        b, _, _ = run(compiled, tokens, answer, None, train=True)
+        a, _, _ = forward_backward(eager, tokens, answer, None, train=True)
+        b, _, _ = forward_backward(compiled, tokens, answer, None, train=True)
     assert compiled.core_steps.compiled is None
     assert torch.equal(a.logits, b.logits)
     lines = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
@@ -86,8 +86,8 @@ def test_compilation_failing_at_the_first_call_falls_back_to_eager(monkeypatch, 
     eager, compiled = twins(execution="packed", estimator="rescale_final")
     tokens, answer = ragged_batch()
     with caplog.at_level(logging.WARNING):
-        a, loss_a, grads_a = run(eager, tokens, answer, None, train=True)
-        b, loss_b, grads_b = run(compiled, tokens, answer, None, train=True)
+        a, loss_a, grads_a = forward_backward(eager, tokens, answer, None, train=True)
+        b, loss_b, grads_b = forward_backward(compiled, tokens, answer, None, train=True)
     assert len(calls) == 1, "after the failure no compiled function is called again"
     assert torch.equal(a.logits, b.logits) and torch.equal(loss_a, loss_b)
     assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)

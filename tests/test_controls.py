@@ -21,13 +21,16 @@ from anira.analysis.controls import (
     val_depth_histogram,
 )
 from anira.batches import PaddedSplit
-from anira.data import generate_dataset, load_split
-from anira.evaluate import evaluate, inference_rule, teacher_forced
+from anira.compose import compose
+from anira.dataset import load_split
+from anira.evaluate import evaluate
+from anira.generate import generate_dataset
+from anira.inference import inference_rule, teacher_forced
 from anira.io import AniraInputError, write_manifest
 from anira.model import AniraModel, ModelConfig
-from anira.spec import compose_run
+from anira.spec import DatasetSpec, compose_run
 from anira.train import train
-from tests.configs import TINY_SCALE, compose_config, tiny_task
+from tests.factories import TINY_SCALE, tiny_task
 
 PROBS = (0.05, 0.1, 0.15, 0.2, 0.2, 0.3)
 
@@ -88,13 +91,13 @@ def test_each_seed_is_an_independent_draw_at_inference():
 def brevo_records(tmp_path_factory):
     """Teacher-forced answer-token records (t − 1 pairing, features) of a random control on a
     generated BREVO test split of ≈ 700 examples."""
-    cfg = compose_config(
+    cfg = compose(
         "generate",
         ["task=brevo", "task.scales.mini.n_train=16", "task.scales.mini.n_eval_per_size=240"]
         + ["seed=0", "out_dir=unused"],
     )
     directory = tmp_path_factory.mktemp("brevo_alignment")
-    generate_dataset(cfg.task, "mini", 0, directory)
+    generate_dataset(DatasetSpec.resolve(cfg.task, "mini", 0), directory)
     frame = load_split(directory, "test")
     data = PaddedSplit.from_frame(frame)
     model = random_control(vocab=int(data.tokens.max()) + 1)
@@ -177,9 +180,9 @@ def test_a_random_router_needs_a_distribution_or_a_model_to_match():
 def test_controls_are_trained_from_the_matched_models_val_depths(tiny_dataset, tmp_path):
     data = tiny_dataset["brevo"]
     base = [*tiny_task("brevo"), *TINY_SCALE, f"data_dir={data}"]
-    train(compose_config("train", [*base, "router=early", f"out_dir={tmp_path / 'early'}"]))
+    train(compose("train", [*base, "router=early", f"out_dir={tmp_path / 'early'}"]))
     evaluate(
-        compose_config(
+        compose(
             "evaluate",
             [f"checkpoint={tmp_path / 'early'}", f"data_dir={data}", f"out_dir={tmp_path / 'ev'}"]
             + ["splits=[val,test]", "max_train_examples=0"],
@@ -189,11 +192,11 @@ def test_controls_are_trained_from_the_matched_models_val_depths(tiny_dataset, t
     depths = tokens.loc[tokens["is_answer"], "executed_depth"]
     want = depths.value_counts(normalize=True).reindex(range(1, 7), fill_value=0.0)
     with pytest.raises(AniraInputError, match="give match_records"):
-        train(compose_config("train", [*base, "router=random", f"out_dir={tmp_path / 'x'}"]))
+        train(compose("train", [*base, "router=random", f"out_dir={tmp_path / 'x'}"]))
     for router in ("random", "fixed_mean"):
         out = tmp_path / router
         overrides = [f"router={router}", f"out_dir={out}", f"match_records={tmp_path / 'ev'}"]
-        train(compose_config("train", [*base, *overrides]))
+        train(compose("train", [*base, *overrides]))
         saved = OmegaConf.load(out / "config.yaml").router
         if router == "random":
             assert saved.depth_probs == pytest.approx(want.tolist())
@@ -207,7 +210,7 @@ def test_controls_are_trained_from_the_matched_models_val_depths(tiny_dataset, t
         ckpt, out = tmp_path / router, tmp_path / f"eval_{router}"
         if router != "early":
             overrides = [f"checkpoint={ckpt}", f"data_dir={data}", f"out_dir={out}"]
-            evaluate(compose_config("evaluate", [*overrides, "splits=[test]"]))
+            evaluate(compose("evaluate", [*overrides, "splits=[test]"]))
         models.append((ckpt, out if router != "early" else tmp_path / "ev"))
     args = ["--splits", "test", "--max-examples", "8"]
     pareto.main(["--out", str(tmp_path / "pareto.csv"), *args, *model_args(models, data)])

@@ -9,20 +9,14 @@ import shutil
 import networkx as nx
 import pytest
 
-from anira.data import (
-    SPLITS,
-    Vocabulary,
-    generate_dataset,
-    load_split,
-    load_task,
-    load_vocab,
-    plan_splits,
-    row_to_example,
-)
+from anira.dataset import Vocabulary, load_split, load_task, load_vocab, row_to_example
+from anira.generate import generate_dataset
 from anira.io import AniraInputError
+from anira.layout import SPLITS
+from anira.spec import DatasetSpec, plan_splits
 from anira.tasks import get_task
-from tests.test_brevo import reference_features as brevo_features
-from tests.test_mano import recursive_eval
+from tests.references import recursive_eval
+from tests.references import reference_features as brevo_features
 
 
 def task_cfg(name: str, **sizes):
@@ -35,7 +29,7 @@ def task_cfg(name: str, **sizes):
 @pytest.fixture(scope="module")
 def brevo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("brevo")
-    generate_dataset(task_cfg("brevo"), "tiny", 0, out)
+    generate_dataset(DatasetSpec.resolve(task_cfg("brevo"), "tiny", 0), out)
     return out
 
 
@@ -148,31 +142,33 @@ def test_bad_sizes_rejected(sizes, message):
 
 def test_size_below_minimum_and_too_small_space(tmp_path):
     with pytest.raises(AniraInputError, match="minimum"):
-        generate_dataset(task_cfg("brevo", train=[2, 4, 6]), "tiny", 0, tmp_path / "a")
+        generate_dataset(
+            DatasetSpec.resolve(task_cfg("brevo", train=[2, 4, 6]), "tiny", 0), tmp_path / "a"
+        )
     # MANO L=1 has 1587 expressions: a disjoint test split cannot exist next to 20000 train ones.
     cfg = task_cfg("mano", train=[1, 2, 4], interp=[3], extrap=[5], n_train=20000)
     with pytest.raises(AniraInputError, match="only 1587 distinct"):
-        generate_dataset(cfg, "tiny", 0, tmp_path / "b")
+        generate_dataset(DatasetSpec.resolve(cfg, "tiny", 0), tmp_path / "b")
     # 1520 train + 40 test examples of L=1 fit in 1587, the 40 val ones on top do not.
     cfg = task_cfg("mano", train=[1, 2, 4], interp=[3], extrap=[5], n_train=3 * 1520)
     with pytest.raises(AniraInputError, match="only 1587 distinct.*40 val examples"):
-        generate_dataset(cfg, "tiny", 0, tmp_path / "b")
+        generate_dataset(DatasetSpec.resolve(cfg, "tiny", 0), tmp_path / "b")
     # BREVO N=3 with 3 labels: the space is found too small while drawing; nothing is left.
     cfg = task_cfg("brevo", train=[3], interp=[], extrap=[], n_train=3000, n_eval_per_size=2000)
     cfg["params"]["num_labels"] = 3
     with pytest.raises(AniraInputError, match="too small"):
-        generate_dataset(cfg, "tiny", 0, tmp_path / "c")
+        generate_dataset(DatasetSpec.resolve(cfg, "tiny", 0), tmp_path / "c")
     assert not any(tmp_path.iterdir())
     with pytest.raises(AniraInputError, match="no scale"):
-        generate_dataset(task_cfg("brevo"), "paper", 0, tmp_path / "d")
+        generate_dataset(DatasetSpec.resolve(task_cfg("brevo"), "paper", 0), tmp_path / "d")
     with pytest.raises(AniraInputError, match="seed"):
-        generate_dataset(task_cfg("brevo"), "tiny", -1, tmp_path / "d")
+        generate_dataset(DatasetSpec.resolve(task_cfg("brevo"), "tiny", -1), tmp_path / "d")
     assert not any(tmp_path.iterdir())
 
 
 def test_same_seed_gives_identical_files(tmp_path, brevo_dir):
-    generate_dataset(task_cfg("brevo"), "tiny", 0, tmp_path / "again")
-    generate_dataset(task_cfg("brevo"), "tiny", 1, tmp_path / "other")
+    generate_dataset(DatasetSpec.resolve(task_cfg("brevo"), "tiny", 0), tmp_path / "again")
+    generate_dataset(DatasetSpec.resolve(task_cfg("brevo"), "tiny", 1), tmp_path / "other")
     names = sorted(p.name for p in brevo_dir.iterdir())
     assert names == sorted(p.name for p in (tmp_path / "again").iterdir())
     for name in names:
@@ -182,8 +178,10 @@ def test_same_seed_gives_identical_files(tmp_path, brevo_dir):
     ).read_bytes()
     # Adding a size leaves the examples of the other sizes unchanged (BREVO's label count would
     # change with the largest size, so MANO shows it).
-    generate_dataset(task_cfg("mano"), "tiny", 0, tmp_path / "m")
-    generate_dataset(task_cfg("mano", extrap=[7, 8]), "tiny", 0, tmp_path / "more")
+    generate_dataset(DatasetSpec.resolve(task_cfg("mano"), "tiny", 0), tmp_path / "m")
+    generate_dataset(
+        DatasetSpec.resolve(task_cfg("mano", extrap=[7, 8]), "tiny", 0), tmp_path / "more"
+    )
     a, b = load_split(tmp_path / "m", "extrap"), load_split(tmp_path / "more", "extrap")
     assert list(a["token_str"].map(list)) == list(b[b["size"] == 7]["token_str"].map(list))
 
@@ -215,7 +213,7 @@ def reference_features(name: str, task, tokens: list[str], instance: dict) -> di
 @pytest.mark.parametrize("name", ["brevo", "mano"])
 def test_splits_content_and_disjointness(tmp_path, name):
     out = tmp_path / name
-    summary = generate_dataset(task_cfg(name), "tiny", 3, out)
+    summary = generate_dataset(DatasetSpec.resolve(task_cfg(name), "tiny", 3), out)
     task, vocab = load_task(out), load_vocab(out)
     assert vocab.tokens[0] == "<pad>" and vocab.tokens[1:] == task.vocab_tokens(7)
     frames = {split: load_split(out, split) for split in SPLITS}
@@ -254,15 +252,19 @@ def test_splits_content_and_disjointness(tmp_path, name):
 
 def test_rejections_counted(tmp_path):
     # N=3 over 7 labels is a small space: test examples repeat train ones and are redrawn.
-    summary = generate_dataset(task_cfg("brevo", n_train=3000), "tiny", 0, tmp_path)
+    summary = generate_dataset(
+        DatasetSpec.resolve(task_cfg("brevo", n_train=3000), "tiny", 0), tmp_path
+    )
     stats = summary["splits"]["test"]["3"]
     assert stats["count"] == 40 and stats["rejected_train_overlap"] > 0
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
 
 
 def test_progress_is_logged(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="anira.data"):
-        generate_dataset(task_cfg("mano"), "tiny", 0, tmp_path, progress_every=100)
+    with caplog.at_level(logging.INFO, logger="anira.generate"):
+        generate_dataset(
+            DatasetSpec.resolve(task_cfg("mano"), "tiny", 0), tmp_path, progress_every=100
+        )
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train:")]
     assert lines[0].startswith("train: 100/300 examples (") and "/s" in lines[0]
 
@@ -282,7 +284,7 @@ def test_bad_files_rejected(tmp_path, brevo_dir):
         load_split(data, "test")
     # Foreign: another dataset's file in its place.
     mano = tmp_path / "mano"
-    generate_dataset(task_cfg("mano"), "tiny", 0, mano)
+    generate_dataset(DatasetSpec.resolve(task_cfg("mano"), "tiny", 0), mano)
     shutil.copy(mano / "train.parquet", data / "train.parquet")
     with pytest.raises(AniraInputError, match="checksum"):
         load_split(data, "train")
@@ -295,9 +297,9 @@ def test_bad_files_rejected(tmp_path, brevo_dir):
 
 
 def test_regenerating_replaces_a_stale_dataset(tmp_path):
-    generate_dataset(task_cfg("mano"), "tiny", 0, tmp_path / "d")
-    generate_dataset(task_cfg("mano"), "tiny", 5, tmp_path / "d")
-    generate_dataset(task_cfg("mano"), "tiny", 5, tmp_path / "fresh")
+    generate_dataset(DatasetSpec.resolve(task_cfg("mano"), "tiny", 0), tmp_path / "d")
+    generate_dataset(DatasetSpec.resolve(task_cfg("mano"), "tiny", 5), tmp_path / "d")
+    generate_dataset(DatasetSpec.resolve(task_cfg("mano"), "tiny", 5), tmp_path / "fresh")
     for name in ("train.parquet", "manifest.json", "summary.json"):
         assert (tmp_path / "d" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
     assert len(load_split(tmp_path / "d", "train")) == 300
@@ -307,7 +309,9 @@ def test_regenerating_replaces_a_stale_dataset(tmp_path):
 def test_scale_overrides_task_parameters(tmp_path):
     """``scales.<scale>.params`` replaces task parameters at that scale (MANO mod 7 at mini); the
     dataset records the effective value and its examples are scored with it."""
-    generate_dataset(task_cfg("mano", params={"modulus": 7}), "tiny", 0, tmp_path)
+    generate_dataset(
+        DatasetSpec.resolve(task_cfg("mano", params={"modulus": 7}), "tiny", 0), tmp_path
+    )
     task = load_task(tmp_path)
     assert task.modulus == 7
     frame = load_split(tmp_path, "test")

@@ -23,31 +23,7 @@ from anira.analysis.decision_timing import (
 )
 from anira.analysis.records import SPLITS
 from anira.io import write_manifest
-
-
-def synthetic_tokens(depth_of, n_examples=120, router="early", noise=0.3, seed=0):
-    """Answer tokens with random BREVO-like features and depth = ``depth_of(frame)`` + noise."""
-    tokens_per_example = 6
-    rng = np.random.default_rng(seed)
-    n = n_examples * tokens_per_example
-    frame = pd.DataFrame(
-        {
-            "task": "brevo",
-            "router": router,
-            "split": "test",
-            "seed": 0,
-            "example_id": np.repeat([f"e{i}" for i in range(n_examples)], tokens_per_example),
-        }
-    )
-    graph_size = rng.integers(3, 9, n_examples)
-    frame["f_graph_size"] = np.repeat(graph_size, tokens_per_example).astype(float)
-    for feature in FEATURES:
-        if feature != "f_graph_size":
-            frame[feature] = rng.integers(0, 5, n).astype(float)
-    frame["f_is_hub"] = (frame["f_in_degree"] + frame["f_out_degree"] >= 5).astype(float)
-    frame["executed_depth"] = depth_of(frame) + rng.normal(0, noise, n)
-    frame["expected_depth"] = frame["executed_depth"] + rng.normal(0, noise / 3, n)
-    return frame
+from tests.factories import synthetic_tokens
 
 
 def test_shapley_parts_equal_the_average_over_all_orders_and_sum_to_r2():

@@ -13,47 +13,19 @@ from anira.analysis import dynamics
 from anira.analysis.dynamics import depth_entropy, dynamics_table
 from anira.analysis.records import sample_examples
 from anira.analysis.scorecard import Study, dynamics_rows, half_way_step
-from anira.data import load_split, load_task, load_vocab
-from anira.evaluate import evaluate_split, load_checkpoint
+from anira.compose import compose
+from anira.dataset import load_split, load_task, load_vocab
+from anira.inference import evaluate_split, load_checkpoint
 from anira.train import dynamics_steps, train
-from tests.configs import TINY_SCALE, compose_config, tiny_task
-from tests.test_scorecard import depth_hist, generalization, paper_like
-
-STEPS = (10, 30, 100)
-
-
-def planted_records(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per step, examples and answer tokens of one early router over two seeds: accuracy rises
-    with the step, expected depth tracks ``height`` ever more closely (the strongest feature at
-    the last step), ``noise`` never."""
-    rng = np.random.default_rng(seed)
-    examples, tokens = [], []
-    for step in STEPS:
-        weight = step / STEPS[-1]
-        for model_seed in (0, 1):
-            for k in range(30):
-                example_id = f"e{k}"
-                meta = {"task": "brevo", "router": "early", "inference_rule": "mode"}
-                meta |= {"seed": model_seed, "step": step, "last_step": STEPS[-1]}
-                examples.append(
-                    meta | {"example_id": example_id, "correct": bool(rng.random() < weight)}
-                )
-                height = rng.integers(0, 5, 4).astype(float)
-                expected = weight * height + rng.normal(0, 1, 4)
-                tokens.append(
-                    pd.DataFrame(
-                        meta
-                        | {
-                            "example_id": example_id,
-                            "is_answer": True,
-                            "executed_depth": np.clip(np.rint(expected), 1, 6).astype(int),
-                            "expected_depth": expected,
-                            "f_height": height,
-                            "f_noise": rng.normal(size=4),
-                        }
-                    )
-                )
-    return pd.DataFrame(examples), pd.concat(tokens, ignore_index=True)
+from tests.factories import (
+    DYNAMICS_STEPS,
+    TINY_SCALE,
+    depth_hist,
+    generalization,
+    paper_like,
+    planted_records,
+    tiny_task,
+)
 
 
 def test_depth_entropy_equals_scipy_on_the_repeated_sample():
@@ -71,7 +43,7 @@ def test_depth_entropy_equals_scipy_on_the_repeated_sample():
 def test_table_matches_plain_computations_per_step():
     examples, tokens = planted_records()
     table = dynamics_table(examples, tokens, n_boot=200, ci=0.95, seed=0)
-    for step in STEPS:
+    for step in DYNAMICS_STEPS:
         rows = table[table["step"] == step]
         mine_examples = examples[examples["step"] == step]
         mine_tokens = tokens[tokens["step"] == step]
@@ -81,7 +53,7 @@ def test_table_matches_plain_computations_per_step():
         assert accuracy["estimate"] == pytest.approx(k / n)
         assert accuracy[["ci_low", "ci_high"]].tolist() == pytest.approx([wilson.low, wilson.high])
         assert accuracy["n_examples"] == 60 and accuracy["n_seeds"] == 2
-        assert accuracy["fraction"] == pytest.approx(step / STEPS[-1])
+        assert accuracy["fraction"] == pytest.approx(step / DYNAMICS_STEPS[-1])
         depth = mine_tokens["executed_depth"].to_numpy()
         mean = rows[rows["metric"] == "mean_depth"].iloc[0]
         assert mean["estimate"] == pytest.approx(depth.mean())
@@ -106,7 +78,7 @@ def test_strongest_feature_is_chosen_at_the_last_step_by_absolute_value():
     examples, tokens = planted_records()
     flipped = tokens.assign(f_height=-tokens["f_height"])
     table = dynamics_table(examples, flipped, n_boot=20, ci=0.95, seed=0)
-    last = table[(table["metric"] == "spearman") & (table["step"] == STEPS[-1])]
+    last = table[(table["metric"] == "spearman") & (table["step"] == DYNAMICS_STEPS[-1])]
     assert last.set_index("feature").loc["height", "feature_rank"] == 1
     assert last.set_index("feature").loc["height", "estimate"] < -0.5
 
@@ -154,7 +126,7 @@ def test_cli_evaluates_each_kept_step_like_evaluate(tiny_dataset, tmp_path):
     overrides = [*tiny_task("brevo"), *TINY_SCALE, "router=early", "seed=0"]
     overrides += ["task.scales.mini.training.dynamics_checkpoints=3"]
     overrides += ["task.scales.mini.training.steps_factor=1"]  # 12 steps, BREVO's factor aside
-    train(compose_config("train", [*overrides, f"data_dir={data}", f"out_dir={ckpt}"]))
+    train(compose("train", [*overrides, f"data_dir={data}", f"out_dir={ckpt}"]))
     out = tmp_path / "dynamics.csv"
     dynamics.main(["--out", str(out), "--model", str(ckpt), str(data), "--bootstrap", "20"])
     table = pd.read_csv(out)
@@ -183,11 +155,7 @@ def test_no_model_gives_an_empty_table_and_a_model_without_weights_is_an_error(
     ckpt = tmp_path / "plain"
     overrides = [*tiny_task("brevo"), *TINY_SCALE, "router=fixed", "seed=0"]
     overrides += ["task.scales.mini.training.dynamics_checkpoints=0"]
-    train(
-        compose_config(
-            "train", [*overrides, f"data_dir={tiny_dataset['brevo']}", f"out_dir={ckpt}"]
-        )
-    )
+    train(compose("train", [*overrides, f"data_dir={tiny_dataset['brevo']}", f"out_dir={ckpt}"]))
     code = dynamics.run_cli(
         dynamics.main, ["--out", str(out), "--model", str(ckpt), str(tiny_dataset["brevo"])]
     )

@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from anira.batches import PaddedSplit
-from anira.data import generate_dataset, load_split, load_task, load_vocab, row_to_example
-from anira.evaluate import (
+from anira.compose import compose
+from anira.dataset import load_split, load_task, load_vocab, row_to_example
+from anira.evaluate import evaluate
+from anira.generate import generate_dataset
+from anira.inference import (
     TemperatureSampler,
-    evaluate,
     evaluate_split,
     generated_records,
     greedy_generate,
@@ -23,10 +25,12 @@ from anira.evaluate import (
 )
 from anira.io import AniraInputError, verify_manifest
 from anira.model import AniraModel, ModelConfig
+from anira.spec import DatasetSpec
 from anira.tasks.base import EOS
 from anira.tasks.grammar import END
 from anira.train import train
-from tests.configs import TINY_SCALE, compose_config, tiny_task
+from tests.factories import TINY_SCALE, tiny_task
+from tests.references import brute_force, brute_next, prefix_mass
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +39,13 @@ def trained(tiny_dataset, tmp_path_factory):
     for router in ("early", "online"):
         out = tmp_path_factory.mktemp(f"ckpt_{router}")
         overrides = [*tiny_task("brevo"), *TINY_SCALE, f"router={router}"]
-        train(
-            compose_config(
-                "train", [*overrides, f"data_dir={tiny_dataset['brevo']}", f"out_dir={out}"]
-            )
-        )
+        train(compose("train", [*overrides, f"data_dir={tiny_dataset['brevo']}", f"out_dir={out}"]))
         checkpoints[router] = out
     return checkpoints
 
 
 def eval_cfg(checkpoint, data_dir, out_dir, extra=()):
-    return compose_config(
+    return compose(
         "evaluate",
         [f"checkpoint={checkpoint}", f"data_dir={data_dir}", f"out_dir={out_dir}", *extra],
     )
@@ -258,13 +258,13 @@ def test_scale_without_held_out_sizes_trains_and_evaluates(tmp_path):
         "++task.scales.mini.curriculum=0.5",
     ]
     overrides = [*tiny_task("mano"), *sizes]
-    generate_cfg = compose_config("generate", [*overrides, "seed=0", "out_dir=unused"])
-    generate_dataset(generate_cfg.task, "mini", 0, tmp_path / "data")
+    generate_cfg = compose("generate", [*overrides, "seed=0", "out_dir=unused"])
+    generate_dataset(DatasetSpec.resolve(generate_cfg.task, "mini", 0), tmp_path / "data")
     assert set(load_split(tmp_path / "data", "test")["size"]) == {2, 3}
     assert set(load_split(tmp_path / "data", "train")["size"]) == {1, 2, 3}
     train_overrides = [*overrides, *TINY_SCALE, "router=early"]
     paths = [f"data_dir={tmp_path / 'data'}", f"out_dir={tmp_path / 'ckpt'}"]
-    train(compose_config("train", [*train_overrides, *paths]))
+    train(compose("train", [*train_overrides, *paths]))
     evaluate(eval_cfg(tmp_path / "ckpt", tmp_path / "data", tmp_path / "eval"))
     verify_manifest(tmp_path / "eval")
     for kind in ("tokens", "examples", "generated"):
@@ -359,10 +359,10 @@ LANO_TINY = [
 @pytest.fixture(scope="module")
 def lano_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("lano")
-    cfg = compose_config("generate", [*LANO_TINY, "seed=0", "out_dir=unused"])
-    generate_dataset(cfg.task, "mini", 0, root / "data")
+    cfg = compose("generate", [*LANO_TINY, "seed=0", "out_dir=unused"])
+    generate_dataset(DatasetSpec.resolve(cfg.task, "mini", 0), root / "data")
     paths = [f"data_dir={root / 'data'}", f"out_dir={root / 'ckpt'}"]
-    train(compose_config("train", [*LANO_TINY, *TINY_SCALE, "router=early", *paths]))
+    train(compose("train", [*LANO_TINY, *TINY_SCALE, "router=early", *paths]))
     evaluate(eval_cfg(root / "ckpt", root / "data", root / "eval"))
     return root
 
@@ -370,7 +370,6 @@ def lano_run(tmp_path_factory):
 def test_lano_is_scored_on_samples_with_exact_kl(lano_run):
     """One temperature-1 sample per example, scored by the parser; per-token KL equal to one
     recomputed from the model's own forward pass and the brute-force language."""
-    from tests.test_lano import brute_force, brute_next, prefix_mass
 
     task = load_task(lano_run / "data")
     vocab = load_vocab(lano_run / "data")

@@ -7,59 +7,29 @@ and through ``dvc repro`` in a scratch clone."""
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from anira.compose import compose
 from anira.io import AniraInputError
 from anira.spec import RunSpec
 from anira.train import Status, train
-from tests.configs import TINY_SCALE, compose_config, tiny_task
-from tests.test_workflow import ROOT, run, study_copy
-
-
-def train_args(data_dir, out_dir, *extra):
-    return [
-        *tiny_task("brevo"),
-        *TINY_SCALE,
-        "router=online",
-        "seed=1",
-        "threads=1",
-        f"data_dir={data_dir}",
-        f"out_dir={out_dir}",
-        *extra,
-    ]
-
-
-def anira(stage, args, limit_bytes=None):
-    """``python -m anira.<stage> args`` with an optional file-size limit (``ulimit -f``)."""
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-
-    return subprocess.run(
-        [sys.executable, "-m", f"anira.{stage}", *args],
-        capture_output=True,
-        text=True,
-        preexec_fn=limit if limit_bytes else None,
-    )
-
-
-def one_error_line(result, *fragments):
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+from tests.factories import (
+    ROOT,
+    anira,
+    checksums,
+    one_error_line,
+    run,
+    study_copy,
+    train_args,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +52,7 @@ def one_error_line(result, *fragments):
     ],
 )
 def test_every_bad_training_value_is_named_when_the_spec_is_built(tmp_path, override, message):
-    cfg = compose_config("train", train_args(tmp_path / "data", tmp_path / "out", override))
+    cfg = compose("train", train_args(tmp_path / "data", tmp_path / "out", override))
     with pytest.raises(AniraInputError) as err:
         RunSpec.from_config(cfg)
     assert message in str(err.value)
@@ -95,7 +65,7 @@ def test_bad_values_exit_2_with_one_line_before_any_work(tiny_dataset, tmp_path)
         one_error_line(anira("train", train_args(data, out, override)), override.split("=")[0])
     assert not out.exists()
     trained = tmp_path / "ckpt"
-    assert train(compose_config("train", train_args(data, trained))) is Status.FINISHED
+    assert train(compose("train", train_args(data, trained))) is Status.FINISHED
     base = [f"checkpoint={trained}", f"data_dir={data}", f"out_dir={out}"]
     one_error_line(anira("evaluate", [*base, "batch_size=0"]), "batch_size must be a positive")
     one_error_line(anira("evaluate", [*base, "max_train_examples=-1"]), "max_train_examples")
@@ -108,7 +78,7 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_weights(
     data = tiny_dataset["brevo"]
     steps = ["scale.train.steps=40", "scale.train.checkpoint_every=2"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    train(compose_config("train", train_args(data, straight, *steps)))
+    train(compose("train", train_args(data, straight, *steps)))
     process = subprocess.Popen(
         [sys.executable, "-m", "anira.train", *train_args(data, killed, *steps)],
         stdout=subprocess.DEVNULL,
@@ -122,7 +92,7 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_weights(
     process.wait()
     assert not (killed / "model.pt").exists(), "killed too late to test resuming"
     capsys.readouterr()
-    assert train(compose_config("train", train_args(data, killed, *steps))) is Status.FINISHED
+    assert train(compose("train", train_args(data, killed, *steps))) is Status.FINISHED
     assert "resuming" in capsys.readouterr().out
     a = torch.load(straight / "model.pt", weights_only=True)
     b = torch.load(killed / "model.pt", weights_only=True)
@@ -135,7 +105,7 @@ def test_sigkill_during_training_then_rerun_resumes_to_the_same_weights(
 
 def test_truncated_last_pt_is_one_line_naming_it(tiny_dataset, tmp_path):
     data, out = tiny_dataset["brevo"], tmp_path / "out"
-    cfg = compose_config("train", train_args(data, out, "stop_after_steps=4"))
+    cfg = compose("train", train_args(data, out, "stop_after_steps=4"))
     assert train(cfg) is Status.STOPPED
     resume = out / "last.pt"
     resume.write_bytes(resume.read_bytes()[: resume.stat().st_size // 2])
@@ -170,14 +140,14 @@ def test_unwritable_out_dir_is_reported_before_training(tiny_dataset, tmp_path):
 
 def test_finished_training_reruns_only_when_forced(tiny_dataset, tmp_path, capsys):
     data, out = tiny_dataset["brevo"], tmp_path / "out"
-    assert train(compose_config("train", train_args(data, out))) is Status.FINISHED
+    assert train(compose("train", train_args(data, out))) is Status.FINISHED
     trained = (out / "model.pt").stat().st_mtime_ns
-    assert train(compose_config("train", train_args(data, out))) is Status.UP_TO_DATE
+    assert train(compose("train", train_args(data, out))) is Status.UP_TO_DATE
     assert "already trained" in capsys.readouterr().out
     assert (out / "model.pt").stat().st_mtime_ns == trained
     with pytest.raises(AniraInputError, match="another configuration.*force=true"):
-        train(compose_config("train", train_args(data, out, "scale.train.lr=0.5")))
-    forced = train(compose_config("train", train_args(data, out, "force=true")))
+        train(compose("train", train_args(data, out, "scale.train.lr=0.5")))
+    forced = train(compose("train", train_args(data, out, "force=true")))
     assert forced is Status.FINISHED and "force=true: retraining" in capsys.readouterr().out
     assert (out / "model.pt").stat().st_mtime_ns != trained
 
@@ -193,11 +163,6 @@ def test_a_study_files_bad_override_fails_while_the_dag_is_built():
         output = result.stdout + result.stderr
         assert result.returncode != 0
         assert "invalid study config: " in output and message in output, output
-
-
-def checksums(root: Path) -> dict[str, bytes]:
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    return {str(path.relative_to(root)): path.read_bytes() for path in files}
 
 
 def jobs_run(result) -> set[str]:

@@ -26,10 +26,13 @@ from anira.figures import (
     fig_probes,
 )
 from anira.figures.style import apply_style
-from tests.test_analysis import fake_records, write_eval_dir
-from tests.test_decision_timing import synthetic_tokens
-from tests.test_dynamics import planted_records
-from tests.test_probes import probe_table
+from tests.factories import (
+    fake_records,
+    planted_records,
+    probe_table,
+    synthetic_tokens,
+    write_eval_dir,
+)
 
 FIGURES = {
     "fig_generalization": "generalization.csv",

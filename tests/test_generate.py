@@ -5,26 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from anira.cli import CONFIG_DIR, check_group_choices
-from anira.data import SPLITS, load_split
+from anira.compose import CONFIG_DIR, check_group_choices
+from anira.dataset import load_split
 from anira.io import AniraInputError
+from anira.layout import SPLITS
+from tests.factories import run_generate
 
 SMALL = ["task.scales.mini.n_train=300", "task.scales.mini.n_eval_per_size=20"]
-
-
-def run_generate(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "anira.generate", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-    )
 
 
 def test_config_dir_is_the_repository_config():
@@ -80,7 +70,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
 
 
 def test_config_dir_override(tmp_path):
-    code = "from anira.cli import CONFIG_DIR; print(CONFIG_DIR)"
+    code = "from anira.compose import CONFIG_DIR; print(CONFIG_DIR)"
     env = {**os.environ, "ANIRA_CONFIG_DIR": str(tmp_path)}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True

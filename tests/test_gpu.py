@@ -9,8 +9,7 @@ import torch
 from anira.batches import autocast, select_device
 from anira.model import AniraModel, ModelConfig
 from anira.train import train
-from tests.test_packed import max_diffs, pair, ragged_batch
-from tests.test_train import train_cfg
+from tests.factories import max_diffs, pair, ragged_batch, train_cfg
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,8 @@ from anira.io import AniraInputError
 from anira.tasks.base import EOS
 from anira.tasks.grammar import END, PCFG, Rule, Tree, generate_grammar
 from anira.tasks.lano import GRAMMAR_ARTIFACT, Lano, tree_features
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.factories import ROOT
+from tests.references import brute_force, brute_next, prefix_mass
 
 # "aba" has three parses: (A a)(B b a), (A a b)(B a) and S -> a b a.
 AMBIGUOUS = """
@@ -31,44 +30,6 @@ A -> 'a' 'b' [0.4]
 B -> 'b' 'a' [0.7]
 B -> 'a' [0.3]
 """
-
-
-def brute_force(grammar: PCFG) -> dict[tuple[str, ...], list]:
-    """string → [probability, number of derivations, best derivation probability], by enumerating
-    every derivation of the (finite) language."""
-
-    def derivations(sym: str) -> list[tuple[tuple[str, ...], float]]:
-        if sym not in grammar.rules_of:
-            return [((sym,), 1.0)]
-        out = []
-        for rule in grammar.rules_of[sym]:
-            for parts in itertools.product(*(derivations(s) for s in rule.rhs)):
-                string = sum((p[0] for p in parts), ())
-                out.append((string, rule.prob * math.prod(p[1] for p in parts)))
-        return out
-
-    lang: dict[tuple[str, ...], list] = defaultdict(lambda: [0.0, 0, 0.0])
-    for string, prob in derivations(grammar.start):
-        entry = lang[string]
-        entry[0] += prob
-        entry[1] += 1
-        entry[2] = max(entry[2], prob)
-    return dict(lang)
-
-
-def prefix_mass(lang) -> dict[tuple[str, ...], dict[str, float]]:
-    """prefix → next symbol (or END) → probability mass of the strings continuing that way."""
-    mass: dict[tuple[str, ...], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for string, (prob, _, _) in lang.items():
-        for k in range(len(string) + 1):
-            mass[string[:k]][END if k == len(string) else string[k]] += prob
-    return mass
-
-
-def brute_next(mass, prefix: tuple[str, ...]) -> dict[str, float]:
-    """P(next symbol | prefix) from the enumerated language's prefix masses."""
-    total = sum(mass[prefix].values())
-    return {a: p / total for a, p in mass[prefix].items()}
 
 
 TINY_GRAMMARS = {
@@ -682,13 +643,15 @@ def test_answer_distributions_match_brute_force():
 
 
 def test_config_uses_cfg3b_and_a_documented_mini_sub_grammar():
-    from anira.data import build_task
+    from anira.spec import DatasetSpec
 
     cfg = yaml.safe_load((ROOT / "config/task/lano.yaml").read_text())
     assert cfg["name"] == "lano" and cfg["params"]["grammar_file"] == "grammars/cfg3b.pcfg"
-    paper, _, paper_plan = build_task(cfg, "paper")
+    spec = DatasetSpec.resolve(cfg, "paper")
+    paper, paper_plan = spec.task, spec.plan
     assert paper.grammar.start == "22" and paper.grammar.max_length == 432
-    mini, _, mini_plan = build_task(cfg, "mini")
+    spec = DatasetSpec.resolve(cfg, "mini")
+    mini, mini_plan = spec.task, spec.plan
     assert mini.grammar.start == "16"
     lengths = mini.grammar.length_distribution()
     assert (min(lengths), max(lengths)) == (30, 72)

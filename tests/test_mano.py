@@ -10,23 +10,7 @@ import pytest
 from anira.io import AniraInputError
 from anira.tasks import get_task
 from anira.tasks.mano import evaluate_prefix
-
-
-def recursive_eval(tokens: list[str], modulus: int) -> tuple[int, int, int]:
-    """(value, tree depth, operator count) by recursive descent; exact integers, one final mod."""
-
-    def parse(i: int) -> tuple[int, int, int, int]:
-        token = tokens[i]
-        if token in ("+", "-", "*"):
-            left, dl, ol, i = parse(i + 1)
-            right, dr, orr, i = parse(i)
-            value = {"+": left + right, "-": left - right, "*": left * right}[token]
-            return value, 1 + max(dl, dr), 1 + ol + orr, i
-        return int(token), 0, 0, i + 1
-
-    value, depth, ops, end = parse(0)
-    assert end == len(tokens), "trailing tokens"
-    return value % modulus, depth, ops
+from tests.references import recursive_eval
 
 
 @pytest.mark.parametrize(

@@ -11,83 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from anira.model import AniraModel, ModelConfig
 from anira.model import packed as packed_module
 from anira.model.packed import MEASURED_CROSSOVER, measured_crossover
+from tests.factories import forward_backward, max_diffs, pair, ragged_batch
 
-V = 19
 TOL = 2e-5
-
-
-def pair(router: str, **kw) -> tuple[AniraModel, AniraModel]:
-    """The same weights under dense and packed execution. The estimator is rescale_final: with
-    the default unroll, a training forward of a router runs densely on both (expert_choice trains
-    through the unroll only; act ignores the estimator and trains packed)."""
-    cfg = dict(
-        vocab_size=V,
-        max_seq_len=40,
-        d_model=32,
-        n_heads=4,
-        max_depth=5,
-        router=router,
-        estimator="unroll" if router == "expert_choice" else "rescale_final",
-    )
-    if router == "random":  # the control's depths spread over 1..D
-        cfg["depth_probs"] = (0.3, 0.2, 0.2, 0.2, 0.1)
-        cfg["draw_salt"] = 3  # a seeded control: the salt reaches every execution path
-    torch.manual_seed(0)
-    dense = AniraModel(ModelConfig(**(cfg | kw | {"execution": "dense"})))
-    # Spread the router's decisions so both paths see many depths.
-    for p in dense.router.parameters():
-        torch.nn.init.normal_(p, std=0.5)
-    if router in ("online", "act"):  # halting logits around -1: depths spread over 1..D
-        torch.nn.init.normal_(dense.router.head[-1].weight, std=0.2)
-        torch.nn.init.constant_(dense.router.head[-1].bias, -1.0)
-    if router == "expert_choice":  # the predictor's logits near 0: inference depths spread
-        torch.nn.init.normal_(dense.router.predictor[-1].weight, std=0.1)
-        torch.nn.init.constant_(dense.router.predictor[-1].bias, -0.5)
-    packed = AniraModel(ModelConfig(**(cfg | kw | {"execution": kw.get("execution", "packed")})))
-    packed.load_state_dict(dense.state_dict())
-    return dense, packed
-
-
-def ragged_batch(seed: int = 1, lengths=(23, 7, 16, 1)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded sequences of different lengths and an answer mask on their last half."""
-    g = torch.Generator().manual_seed(seed)
-    width = max(lengths)
-    tokens = torch.zeros(len(lengths), width, dtype=torch.long)
-    answer = torch.zeros_like(tokens, dtype=torch.bool)
-    for row, n in enumerate(lengths):
-        tokens[row, :n] = torch.randint(1, V, (n,), generator=g)
-        answer[row, n // 2 : n] = True
-    return tokens, answer
-
-
-def run(model, tokens, answer, depth, train: bool, seed: int = 7):
-    model.train(train)
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(seed)  # the same Gumbel / inverse-CDF draws on both paths
-    out = model(tokens, depth=depth)
-    loss, _ = model.loss(out, tokens, answer)
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return out, loss, grads
-
-
-def max_diffs(dense, packed, tokens, answer, depth=None, train=True) -> dict[str, float]:
-    a, loss_a, grads_a = run(dense, tokens, answer, depth, train)
-    b, loss_b, grads_b = run(packed, tokens, answer, depth, train)
-    assert torch.equal(a.depth, b.depth), "executed depths differ"
-    assert grads_a.keys() == grads_b.keys()
-    diffs = {
-        "logits": (a.logits - b.logits).abs().max().item(),
-        "expected_depth": (a.expected_depth - b.expected_depth).abs().max().item(),
-        "kl": (a.kl - b.kl).abs().max().item(),
-        "loss": abs(loss_a.item() - loss_b.item()),
-        "grad": max((grads_a[n] - grads_b[n]).abs().max().item() for n in grads_a),
-    }
-    print(f"max diff dense vs packed: {diffs}")
-    return diffs
 
 
 @pytest.mark.parametrize("router", ["early", "online", "act", "expert_choice"])
@@ -128,8 +56,8 @@ def test_all_tokens_at_max_depth_reproduce_the_fixed_model():
     early_packed.load_state_dict(fixed_dense.state_dict(), strict=False)
     tokens, answer = ragged_batch()
     full = torch.full_like(tokens, 5)
-    a, loss_a, _ = run(fixed_dense, tokens, answer, None, train=False)
-    b, loss_b, _ = run(early_packed, tokens, answer, full, train=False)
+    a, loss_a, _ = forward_backward(fixed_dense, tokens, answer, None, train=False)
+    b, loss_b, _ = forward_backward(early_packed, tokens, answer, full, train=False)
     diff = (a.logits - b.logits)[tokens != 0].abs().max().item()
     print(f"max diff fixed dense vs early packed at depth D: {diff}")
     assert diff < TOL and abs(loss_a.item() - loss_b.item()) < TOL
@@ -181,8 +109,8 @@ def test_visible_keys_matches_brute_force():
 def test_recompute_view_is_the_dense_path():
     dense, recompute = pair("online", halted_view="recompute")
     tokens, answer = ragged_batch()
-    a, _, _ = run(dense, tokens, answer, None, True)
-    b, _, _ = run(recompute, tokens, answer, None, True)
+    a, _, _ = forward_backward(dense, tokens, answer, None, True)
+    b, _, _ = forward_backward(recompute, tokens, answer, None, True)
     assert torch.equal(a.logits, b.logits)
 
 

@@ -11,13 +11,14 @@ from scipy import stats
 
 from anira.analysis import pareto
 from anira.analysis.pareto import compute_per_token, frontier, pareto_rows
-from anira.data import load_split
+from anira.compose import compose
+from anira.dataset import load_split
 from anira.evaluate import evaluate
 from anira.figures import fig_pareto
 from anira.figures.style import apply_style
 from anira.model import AniraModel, ModelConfig
 from anira.train import train
-from tests.configs import TINY_SCALE, compose_config, tiny_task
+from tests.factories import TINY_SCALE, tiny_task
 
 
 def test_frontier_interpolates_between_fixed_depth_models():
@@ -107,15 +108,13 @@ def test_both_online_rules_are_points_of_the_frontier(tiny_dataset, tmp_path):
         ckpt = tmp_path / "ckpt" / router
         if not ckpt.exists():
             train_overrides = [*tiny_task("brevo"), *TINY_SCALE, f"router={router}", "seed=0"]
-            train(
-                compose_config("train", [*train_overrides, f"data_dir={data}", f"out_dir={ckpt}"])
-            )
+            train(compose("train", [*train_overrides, f"data_dir={data}", f"out_dir={ckpt}"]))
         out = tmp_path / "eval" / f"{router}-{rule}"
         overrides = [f"checkpoint={ckpt}", f"data_dir={data}", f"out_dir={out}"]
         overrides += [f"splits=[{','.join(splits)}]", "max_train_examples=0"]
         if rule is not None:
             overrides.append(f"inference_rule={rule}")
-        evaluate(compose_config("evaluate", overrides))
+        evaluate(compose("evaluate", overrides))
         models.append((ckpt, out))
     table_path = tmp_path / "pareto.csv"
     args = ["--out", str(table_path), "--splits", *splits, "--max-examples", "8"]

@@ -16,22 +16,9 @@ from anira.analysis.probes import (
     probes_table,
     weighted_scores,
 )
+from anira.compose import compose
 from anira.train import train
-from tests.configs import TINY_SCALE, compose_config, tiny_task
-
-
-def planted_states(n_examples=80, per_example=5, width=16, seed=0):
-    """States [tokens, 3 iterations, width]: iteration 0 is noise, 1 holds the feature weakly,
-    2 holds it linearly with little noise."""
-    rng = np.random.default_rng(seed)
-    n = n_examples * per_example
-    feature = rng.integers(0, 6, n).astype(float)
-    direction = rng.normal(size=width)
-    states = rng.normal(size=(n, 3, width))
-    states[:, 1] += 0.3 * np.outer(feature, direction)
-    states[:, 2] = 0.05 * states[:, 2] + np.outer(feature, direction)
-    groups = np.repeat(np.arange(n_examples), per_example)
-    return states, feature, groups
+from tests.factories import TINY_SCALE, planted_states, probe_parts, tiny_task
 
 
 def test_planted_linear_feature_is_recovered_and_a_shuffled_one_is_not():
@@ -87,41 +74,6 @@ def test_control_of_one_label_is_predicted_by_that_label():
     assert pred.shape == (states.shape[1], states.shape[0]) and (pred == 1.0).all()
 
 
-def probe_parts(router, feature_name, labels, seeds=(0, 1)):
-    """Out-of-fold predictions as ``model_predictions`` returns them, on planted states."""
-    states, _, groups = planted_states()
-    depth = np.random.default_rng(4).integers(1, 3, len(labels))
-    types = np.array([f"n{i % 5}" for i in range(len(labels))])
-    control = control_labels(labels, types, [5])
-    return [
-        {
-            "task": "brevo",
-            "router": router,
-            "adaptive": router != "fixed",
-            "inference_rule": "mode" if router == "early" else router,
-            "seed": seed,
-            "feature": feature_name,
-            "labels": labels,
-            "examples": groups,
-            "depth": depth,
-            "feature_pred": out_of_fold(states, labels, groups, 5),
-            "control_pred": out_of_fold(states, control, groups, 5),
-            "control_labels": control,
-        }
-        for seed in seeds
-    ]
-
-
-def probe_table() -> pd.DataFrame:
-    """A probes table of two routers and a numeric and a 0/1 feature (for the figure tests)."""
-    feature = planted_states()[1]
-    parts = []
-    for router in ("fixed", "early"):
-        parts += probe_parts(router, "height", feature, seeds=(0,))
-        parts += probe_parts(router, "is_hub", (feature >= 3).astype(float), seeds=(0,))
-    return probes_table(parts, n_boot=20, ci=0.95, seed=0)
-
-
 def test_table_pools_seeds_and_reports_selectivity_and_own_halt():
     feature = planted_states()[1]
     table = probes_table(probe_parts("early", "height", feature), n_boot=50, ci=0.95, seed=0)
@@ -142,7 +94,7 @@ def tiny_model(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt_probe")
     overrides = [*tiny_task("brevo"), *TINY_SCALE, "router=online"]
     paths = [f"data_dir={tiny_dataset['brevo']}", f"out_dir={out}"]
-    train(compose_config("train", [*overrides, *paths]))
+    train(compose("train", [*overrides, *paths]))
     return out
 
 

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anira.data import build_task
+from anira.spec import DatasetSpec
 from anira.tasks import TASKS
 from anira.tasks.base import EOS
 
@@ -26,7 +26,8 @@ PROPERTY = settings(max_examples=12, deadline=None, derandomize=True)
 def mini_task(name: str):
     """The task as a mini dataset builds it, and every size that dataset draws."""
     task_cfg = yaml.safe_load((CONFIG / f"{name}.yaml").read_text())
-    task, _, plan = build_task(task_cfg, "mini")
+    spec = DatasetSpec.resolve(task_cfg, "mini")
+    task, plan = spec.task, spec.plan
     return task, sorted({size for _, size, _ in plan})
 
 

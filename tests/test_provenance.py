@@ -15,12 +15,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from anira.data import generate_dataset, write_dataset_manifest
+from anira.compose import compose
+from anira.dataset import write_dataset_manifest
+from anira.generate import generate_dataset
 from anira.layout import data_files
+from anira.spec import DatasetSpec
 from anira.train import Status, train
-from tests.configs import compose_config, tiny_task
-from tests.test_faults import anira, checksums, one_error_line, train_args
-from tests.test_workflow import ROOT, run, study_copy
+from tests.factories import (
+    ROOT,
+    anira,
+    checksums,
+    one_error_line,
+    run,
+    study_copy,
+    tiny_task,
+    train_args,
+)
 
 DIGEST = r"[0-9a-f]{12}"
 
@@ -84,13 +94,13 @@ def test_summary_counts_are_checked(tiny_dataset, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    assert train(compose_config("train", train_args(tiny_dataset["brevo"], out))) is Status.FINISHED
+    assert train(compose("train", train_args(tiny_dataset["brevo"], out))) is Status.FINISHED
     return out
 
 
 def other_dataset(tmp_path, *overrides):
-    cfg = compose_config("generate", [*tiny_task("brevo"), *overrides, "seed=1", "out_dir=-"])
-    generate_dataset(cfg.task, "mini", 1, tmp_path / "other")
+    cfg = compose("generate", [*tiny_task("brevo"), *overrides, "seed=1", "out_dir=-"])
+    generate_dataset(DatasetSpec.resolve(cfg.task, "mini", 1), tmp_path / "other")
     return tmp_path / "other"
 
 

@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from anira.io import combined_digest, config_digests
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.factories import ROOT
 
 DOT_MD = r"\.md"
 FORBIDDEN = {

@@ -12,79 +12,14 @@ from scipy import stats
 
 from anira.analysis import scorecard
 from anira.analysis.scorecard import scorecard_table
-
-SIZES = {"test": [3, 4, 5, 8], "interp": [6], "extrap": [10, 12]}
-SEEDS = (0, 1, 2)
-ROUTERS = ("fixed", "fixed1", "early", "online")
-ALLOCATING = {6: 0.4, 4: 0.3, 2: 0.3}  # executed-depth shares of an allocating router (D = 6)
-
-
-def seed_noise(task, router, split, size, seed) -> float:
-    """A small, fixed seed-to-seed wobble, so intervals across seeds have a width."""
-    rng = np.random.default_rng([seed, size, len(task), len(router), len(split)])
-    return float(rng.normal(0, 0.01))
-
-
-def paper_like(task, router, split, size, seed):
-    """Flat on the training sizes, a hole at the held-out ones; depth matters (fixed1 lower);
-    on MANO beyond the training L online keeps more of its accuracy than the others; on BREVO
-    ANIRA-O solves 2/3 as many examples as the others."""
-    if router == "fixed1":
-        return 0.4
-    if task == "brevo" and router == "online":
-        return 2 / 3 * paper_like(task, "early", split, size, seed)
-    if split == "test":
-        return 0.9
-    if split == "interp":
-        return 0.5
-    return {"online": 0.35}.get(router, 0.1) if task == "mano" else 0.2
-
-
-def generalization(accuracy, tasks=("brevo", "mano", "lano"), seeds=SEEDS, sizes=SIZES, n=None):
-    """Rows of generalization.csv; ``n(task, split)`` examples per size (default 200); depth rises
-    with size for the adaptive routers."""
-    rows = []
-    for task in tasks:
-        for router in ROUTERS:
-            for seed in seeds:
-                for split, split_sizes in sizes.items():
-                    for size in split_sizes:
-                        acc = accuracy(task, router, split, size, seed)
-                        acc += seed_noise(task, router, split, size, seed)
-                        depth = (
-                            6.0
-                            if router == "fixed"
-                            else 1.0
-                            if router == "fixed1"
-                            else 2 + size / 4
-                        )
-                        depth += seed_noise(task, router, split, size, seed + 7)
-                        rows.append(
-                            {
-                                "task": task,
-                                "router": router,
-                                "seed": seed,
-                                "split": split,
-                                "size": size,
-                                "n_examples": n(task, split) if n else 200,
-                                "accuracy": float(np.clip(acc, 0, 1)),
-                                "mean_depth": depth,
-                                "distinct_share": 0.9 if task == "lano" else np.nan,
-                            }
-                        )
-    return pd.DataFrame(rows)
-
-
-def depth_hist(tasks=("brevo", "mano", "lano"), shares=None):
-    """depth_hist.csv: fixed at D = 6, fixed1 at 1, adaptive routers by ``shares[router]``."""
-    shares = {"early": ALLOCATING, "online": ALLOCATING} | (shares or {})
-    rows = []
-    for task in tasks:
-        for router, dist in {"fixed": {6: 1.0}, "fixed1": {1: 1.0}, **shares}.items():
-            for depth, share in dist.items():
-                base = {"task": task, "router": router, "split": "test", "depth": depth}
-                rows.append(base | {"n_tokens": int(share * 10000), "fraction": share})
-    return pd.DataFrame(rows)
+from tests.factories import (
+    GENERALIZATION_SEEDS,
+    GENERALIZATION_SIZES,
+    depth_hist,
+    generalization,
+    paper_like,
+    seed_noise,
+)
 
 
 def alignment(early=0.6, online=0.4, n_seeds=3):
@@ -209,7 +144,11 @@ def test_every_finding_holds_on_tables_planted_like_the_paper():
     assert table["scale"].eq("mini").all()
     # One row per task × router for the drops, and a summary row with its rule.
     drop = one(table, f"{INTERP}: brevo", router="early")
-    noise = [seed_noise("brevo", "early", s, 6, seed) for seed in SEEDS for s in ("interp",)]
+    noise = [
+        seed_noise("brevo", "early", s, 6, seed)
+        for seed in GENERALIZATION_SEEDS
+        for s in ("interp",)
+    ]
     assert drop["ours"] == pytest.approx(0.9 - 0.5 - np.mean(noise), abs=0.02)
     assert drop["n_seeds"] == 3 and drop["ci_low"] < drop["ours"] < drop["ci_high"]
     summary = one(table, INTERP, task="all")
@@ -234,7 +173,7 @@ def test_a_smooth_decline_with_size_is_no_drop_and_a_hole_is():
     assert row["holds"] == "no" and abs(row["ours"]) < 0.03
     # The old reference, the mean over the training sizes, lies well above the interp accuracy.
     assert (
-        np.mean([smooth("brevo", "early", "test", s, 0) for s in SIZES["test"]])
+        np.mean([smooth("brevo", "early", "test", s, 0) for s in GENERALIZATION_SIZES["test"]])
         > 1 - 0.08 * 6 + 0.05
     )
     assert one(table, INTERP, task="all")["holds"] == "no"
@@ -377,7 +316,7 @@ def test_seed_spread_widens_the_interval():
 
     row = one(card(generalization(wobbly)), f"{INTERP}: brevo", router="fixed")
     points = []
-    for seed in SEEDS:
+    for seed in GENERALIZATION_SEEDS:
         hole = {0: 0.0, 1: 0.3, 2: 0.6}[seed]
         wobble = seed_noise("brevo", "fixed", "interp", 6, seed)
         neighbours = [seed_noise("brevo", "fixed", "test", s, seed) for s in (5, 8)]

@@ -14,23 +14,7 @@ import torch
 from anira.io import AniraInputError, verify_manifest
 from anira.spec import RunSpec
 from anira.train import Curriculum, Status, batch_indices, dynamics_steps, lr_factor, train
-from tests.configs import TINY_SCALE, compose_config, tiny_task
-
-
-def train_cfg(data_dir, out_dir, router="early", extra=(), own_steps_factor=False):
-    """BREVO at the tiny scale; its own mini steps factor (3) is pinned to 1 unless asked for."""
-    pin = [] if own_steps_factor else ["task.scales.mini.training.steps_factor=1"]
-    overrides = [
-        *tiny_task("brevo"),
-        *TINY_SCALE,
-        f"router={router}",
-        "seed=3",
-        f"data_dir={data_dir}",
-        f"out_dir={out_dir}",
-        *pin,
-        *extra,
-    ]
-    return compose_config("train", overrides)
+from tests.factories import TINY_SCALE, train_cfg
 
 
 def test_batches_cover_each_epoch_once_and_are_reproducible():

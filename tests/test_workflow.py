@@ -9,39 +9,15 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from anira.spec import compose_run
+from tests.factories import ROOT, run, study_copy
 
-ROOT = Path(__file__).resolve().parents[1]
 SLURM_ENV = {"ANIRA_SLURM_ACCOUNT": "test-account", "ANIRA_SLURM_PARTITION": "test-partition"}
-
-
-def run(args, cwd=ROOT, env=None, check=True):
-    result = subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}
-    )
-    if check:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
-def study_copy(tmp_path: Path, study: str = "tiny") -> Path:
-    """A runnable copy of the workflow whose default config is the named study."""
-    for name in ("workflow", "config", "profiles", "src", ".dvc"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("tmp"))
-    for name in ("dvc.yaml", ".dvcignore"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    (tmp_path / "slurm").symlink_to("profiles/slurm")
-    grid = yaml.safe_load((ROOT / "config" / "study" / f"{study}.yaml").read_text())
-    grid.update(results_root="results/mini", figures_dir="paper_figures")
-    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(grid))
-    return tmp_path
 
 
 def test_snakefmt_and_lint_are_clean():

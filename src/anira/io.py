@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -33,6 +34,20 @@ class AniraInputError(ValueError):
 def one_line(message: object) -> str:
     """``message`` with every run of whitespace (newlines included) collapsed to one space."""
     return " ".join(str(message).split())
+
+
+def format_duration(seconds: float) -> str:
+    """``1h05m`` or ``4m09s``: the durations and ETAs of progress lines."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def report_input_error(err: AniraInputError | str) -> int:
+    """Print ``error: <message>`` as one line on stderr; the exit status of every entry point
+    (Hydra stages, analyses, figures) for bad input."""
+    print(f"error: {one_line(err)}", file=sys.stderr)
+    return EXIT_INPUT_ERROR
 
 
 def write_error(path: str | os.PathLike, err: OSError) -> AniraInputError:

@@ -21,7 +21,7 @@ from pathlib import Path
 from anira.io import MANIFEST_NAME
 
 TRAIN, TEST, INTERP, EXTRAP, VAL = "train", "test", "interp", "extrap", "val"
-# ``val`` comes last: a split's RNG is keyed by its index here (anira.data) and the evaluation
+# ``val`` comes last: a split's RNG is keyed by its index here (anira.generate) and the evaluation
 # splits drawn earlier win duplicates, so adding ``val`` left the other splits unchanged.
 SPLITS = (TRAIN, TEST, INTERP, EXTRAP, VAL)
 # The held-out splits results are reported on (``val`` chooses settings and is never reported).
@@ -78,7 +78,7 @@ def data_dir(results: str, task: str) -> str:
 
 
 def part_file(parts_dir: str | Path, shard: int | str) -> str:
-    """The training examples of one shard of a sharded generation (``anira.data``)."""
+    """The training examples of one shard of a sharded generation (``anira.generate``)."""
     return f"{parts_dir}/part{shard}.parquet"
 
 

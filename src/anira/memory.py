@@ -52,6 +52,7 @@ import torch
 
 from anira.io import AniraInputError
 from anira.model import AniraModel, ModelConfig
+from anira.spec import planned_dataset
 
 GB = 1e9  # gpu_mem_gb counts decimal gigabytes, as GPU datasheets do
 PROBE_LENGTHS = (16, 64, 112)
@@ -257,14 +258,8 @@ def estimated_shapes(
     dataset before it is generated, for planning: ``SHAPE_SAMPLES`` examples drawn at the largest
     training size and at the largest size of any split, the longest of each times ``SHAPE_MARGIN``
     (lengths vary within a size; the training job replans from its data)."""
-    from omegaconf import OmegaConf
-
-    from anira.data import build_task
-    from anira.spec import compose
-
-    choices = [f"task={task}", f"scale={scale}", f"seed={seed}"]
-    cfg = compose("generate", [*choices, *overrides, "out_dir=-"])
-    built, _, plan = build_task(OmegaConf.to_container(cfg.task, resolve=True), scale)
+    dataset = planned_dataset(task, scale, seed, overrides)
+    built, plan = dataset.task, dataset.plan
     rng = np.random.default_rng(seed)
 
     def longest(size: int) -> int:

@@ -1,4 +1,8 @@
-"""The resolved specification of one training run, built once and validated field by field.
+"""The resolved specifications of a dataset and of a training run, each built once and
+validated field by field before any work.
+
+:class:`DatasetSpec` is what ``anira.generate`` writes: the task with its effective parameters and
+every split's sizes and counts (:func:`plan_splits`).
 
 :class:`RunSpec` is resolved from a composed ``train`` config (task, router, scale, seed and any
 overrides): the scale's training settings with the task's adjustments at that scale merged in,
@@ -15,16 +19,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import redirect_stderr
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from anira.io import AniraInputError, one_line
+from anira.compose import compose
+from anira.dataset import Vocabulary
+from anira.io import AniraInputError
+from anira.layout import EXTRAP, INTERP, TEST, TRAIN, VAL, data_files
+from anira.tasks import Task, get_task
+from anira.tasks.base import PAD
 
 
 def integer(value: Any, key: str, minimum: int = 0) -> int:
@@ -71,12 +80,192 @@ def choice(value: Any, key: str, options: Sequence[str]) -> str:
 
 def task_at_scale(task: Mapping[str, Any], scale: str) -> Mapping[str, Any]:
     """``task.scales.<scale>``: the task's sizes, depth and adjustments at a scale (the one lookup
-    of both a run's spec and a dataset's plan, :func:`anira.data.build_task`)."""
+    of both a run's spec and a dataset's plan, :class:`DatasetSpec`)."""
     scales = task.get("scales") or {}
     if scale not in scales:
         known = ", ".join(scales) or "none"
         raise AniraInputError(f"task {task.get('name')!r} has no scale {scale!r}; scales: {known}")
     return scales[scale]
+
+
+# ---------------------------------------------------------------------------------------------
+# A dataset's plan: which sizes, how many examples, validated before any work.
+
+
+SIZE_KEYS = ("train", "train_only", "interp", "extrap")
+_RANGE_RE = re.compile(r"^\s*(\d+)\s*\.\.\s*(\d+)\s*$")
+
+
+def _int_list(value: Any, what: str, task: Task, named: set[int]) -> list[int]:
+    """The sizes of one split: integers, or ``"a..b"`` ranges standing for every size in [a, b]
+    the task can produce that no split names as an integer (e.g. LANO lengths)."""
+    items = list(value) if value is not None else []
+    ints: list[int] = []
+    for x in items:
+        match = _RANGE_RE.match(x) if isinstance(x, str) else None
+        if match is not None:
+            lo, hi = int(match.group(1)), int(match.group(2))
+            ints += [s for s in range(lo, hi + 1) if s not in named and _producible(task, s)]
+        elif isinstance(x, bool | str) or int(x) != x:
+            raise AniraInputError(
+                f"{what} must be a list of integers or 'a..b' ranges, got {items}"
+            )
+        else:
+            ints.append(int(x))
+    if len(set(ints)) != len(ints):
+        raise AniraInputError(f"{what} repeats a size: {ints}")
+    return ints
+
+
+def _producible(task: Task, size: int) -> bool:
+    try:
+        task.check_size(size)
+    except AniraInputError:
+        return False
+    return True
+
+
+def _train_counts(task: Task, train: list[int], n_train: int) -> list[int]:
+    """``n_train`` shared by the training sizes: equally, or in proportion to the task's
+    :meth:`~anira.tasks.Task.size_weights` (largest remainders; at least one per size)."""
+    weights = task.size_weights(train)
+    if weights is None:
+        return [n_train // len(train) + (i < n_train % len(train)) for i in range(len(train))]
+    share = np.asarray(weights, dtype=float) / float(np.sum(weights)) * n_train
+    counts = np.floor(share).astype(np.int64)
+    extra = np.argsort(-(share - counts), kind="stable")[: n_train - int(counts.sum())]
+    counts[extra] += 1
+    return [max(1, int(c)) for c in counts]
+
+
+def plan_splits(task: Task, sizes: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+    """``(split, size, count)`` for every split and size of a scale config, validated.
+
+    ``train_only`` sizes (optional) are trained on but never tested: sizes whose example space is
+    too small for a test split disjoint from train (MANO L=1 has 1,587 expressions) can still teach
+    the primitive steps of the larger sizes. ``n_train`` is shared by the training sizes, equally
+    unless the task weighs them (:meth:`~anira.tasks.Task.size_weights`, e.g. LANO's lengths in
+    proportion to the grammar's length distribution). A list may hold ``"a..b"`` ranges: every
+    size in [a, b] the task can produce and that no split names as an integer.
+
+    Raises :class:`AniraInputError` for sizes below the task's minimum, interp sizes not strictly
+    inside the training range or equal to a training size, extrap sizes not beyond it, sizes shared
+    between splits, non-positive counts, and sizes whose example space (when the task knows it) is
+    too small for the examples requested.
+    """
+    named = {
+        int(x)
+        for key in SIZE_KEYS
+        for x in (sizes.get(key) or [])
+        if not isinstance(x, str | bool) and int(x) == x
+    }
+    tested, train_only, interp, extrap = (
+        sorted(_int_list(sizes.get(key), f"{key} sizes", task, named)) for key in SIZE_KEYS
+    )
+    if not tested:
+        raise AniraInputError("train sizes must not be empty")
+    if set(train_only) & set(tested):
+        both = sorted(set(train_only) & set(tested))
+        raise AniraInputError(f"sizes {both} are both train and train_only")
+    train = sorted(tested + train_only)
+    n_train = integer(sizes.get("n_train"), "n_train", 1)
+    n_eval = integer(sizes.get("n_eval_per_size"), "n_eval_per_size", 1)
+    if n_train < len(train):
+        raise AniraInputError(f"n_train={n_train} is fewer than the {len(train)} training sizes")
+    for size in train + interp + extrap:
+        task.check_size(size)
+    lo, hi = train[0], train[-1]
+    for size in interp:
+        if not lo < size < hi or size in train:
+            raise AniraInputError(
+                f"interp size {size} must lie strictly inside the training range [{lo}, {hi}] "
+                f"and not be a training size {train}"
+            )
+    for size in extrap:
+        if size <= hi:
+            raise AniraInputError(f"extrap size {size} must exceed the largest training size {hi}")
+    if set(interp) & set(extrap):
+        both = sorted(set(interp) & set(extrap))
+        raise AniraInputError(f"sizes {both} are both interp and extrap")
+    per_train = _train_counts(task, train, n_train)
+    plan = [(TRAIN, s, n) for s, n in zip(train, per_train, strict=True)]
+    plan += [(TEST, s, n_eval) for s in tested]
+    plan += [(INTERP, s, n_eval) for s in interp] + [(EXTRAP, s, n_eval) for s in extrap]
+    plan += [(VAL, s, n_eval) for s in tested]
+    drawn: dict[int, int] = {}  # examples of a size planned so far, train included
+    for split, size, count in plan:
+        drawn[size] = drawn.get(size, 0) + count
+        space = task.space_size(size)
+        if split != TRAIN and space is not None and space < drawn[size]:
+            raise AniraInputError(
+                f"task {task.name} size {size} has only {space} distinct examples: too few for "
+                f"{count} {split} examples disjoint from the training and evaluation examples of "
+                "that size; choose larger sizes or fewer examples"
+            )
+    return plan
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """What ``anira.generate`` writes, resolved and validated before any file is written: the
+    task built with its effective parameters, every split's sizes and counts, and the seed.
+
+    A scale may override task parameters (``scales.<scale>.params``), e.g. a smaller MANO modulus
+    at ``mini``, and a task may fix parameters of its own for the dataset
+    (:meth:`~anira.tasks.Task.dataset_params`); the effective parameters are saved with the
+    dataset and score its examples."""
+
+    task: Task
+    task_cfg: dict[str, Any]  # the task's config as composed (saved in the dataset's config.yaml)
+    scale: str
+    seed: int
+    params: dict[str, Any]
+    plan: list[tuple[str, int, int]]  # (split, size, count), from :func:`plan_splits`
+
+    @classmethod
+    def resolve(cls, task_cfg: Mapping[str, Any], scale: str, seed: Any = 0) -> DatasetSpec:
+        if isinstance(task_cfg, DictConfig):
+            task_cfg = OmegaConf.to_container(task_cfg, resolve=True)  # type: ignore[assignment]
+        task_cfg = dict(task_cfg)
+        if isinstance(seed, bool) or int(seed) != seed or int(seed) < 0:
+            raise AniraInputError(f"seed must be a non-negative integer, got {seed!r}")
+        name = task_cfg.get("name")
+        at_scale = task_at_scale(task_cfg, scale)
+        params = dict(task_cfg.get("params") or {}) | dict(at_scale.get("params") or {})
+        task = get_task(name, **params)
+        plan = plan_splits(task, at_scale)
+        extra = task.dataset_params(max(size for _, size, _ in plan))
+        added = {k: v for k, v in extra.items() if k not in params}
+        if added:  # the task of the dataset, revalidated with the parameters it fixes
+            params.update(added)
+            task = get_task(name, **params)
+            plan = plan_splits(task, at_scale)
+        return cls(task, task_cfg, scale, int(seed), params, plan)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> DatasetSpec:
+        """The spec of a composed ``generate`` config."""
+        return cls.resolve(cfg.task, str(cfg.scale.name), cfg.seed)
+
+    @property
+    def max_size(self) -> int:
+        return max(size for _, size, _ in self.plan)
+
+    def vocabulary(self) -> Vocabulary:
+        """Every token of the dataset (``<pad>`` first): the task's at its largest size."""
+        return Vocabulary([PAD, *self.task.vocab_tokens(self.max_size)])
+
+    def config_text(self) -> str:
+        """The bytes of the dataset's ``config.yaml``: what the data was generated from. The
+        workflow computes it for the study too (:func:`dataset_config_sha256`), so a model whose
+        data was generated from another config is redone before its dataset is regenerated."""
+        config = {
+            "task": self.task_cfg,
+            "scale": self.scale,
+            "seed": self.seed,
+            "params": self.params,
+        }
+        return OmegaConf.to_yaml(OmegaConf.create(config))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,87 +437,6 @@ class RunSpec:
         return dataclasses.replace(self.model, vocab_size=vocab_size, max_seq_len=max_seq_len)
 
 
-def compose(app: str, overrides: Sequence[str], hydra: bool = False) -> DictConfig:
-    """The config ``python -m anira.<app> <overrides>`` runs with (``hydra``: with Hydra's own
-    node); an override naming a key or an option that does not exist, or a value Hydra cannot
-    parse, is one :class:`AniraInputError` line (an unknown key names the closest one)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-
-    from anira.cli import CONFIG_DIR, check_group_choices
-
-    check_group_choices(list(overrides))
-    try:
-        # Hydra's override lexer prints its own trace to stderr before raising: kept out.
-        with (
-            initialize_config_dir(str(CONFIG_DIR), version_base=None),
-            redirect_stderr(io.StringIO()),
-        ):
-            return hydra_compose(app, overrides=list(overrides), return_hydra_config=hydra)
-    except (HydraException, OmegaConfBaseException) as err:
-        unknown = unparsable(overrides) or unknown_key(app, overrides)
-        if unknown:
-            raise AniraInputError(unknown) from err
-        raise AniraInputError(f"anira.{app} {' '.join(overrides)}: {one_line(err)}") from err
-
-
-def unparsable(overrides: Sequence[str]) -> str | None:
-    """``cannot parse override …`` for the first override Hydra's grammar rejects (naming its
-    non-ASCII characters, such as a fullwidth digit, where it has some), or None."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    parser = OverridesParser.create()
-    for override in overrides:
-        try:
-            with redirect_stderr(io.StringIO()):
-                parser.parse_override(override)
-        except HydraException:
-            odd = sorted({c for c in override if not c.isascii()})
-            hint = f" (non-ASCII characters {', '.join(map(repr, odd))})" if odd else ""
-            return f"cannot parse override {override!r}{hint}; see Hydra's override grammar"
-    return None
-
-
-def unknown_key(app: str, overrides: Sequence[str]) -> str | None:
-    """``unknown key K (closest: …)`` for the first override whose key the config of ``app``
-    lacks (``+key=`` adds one, so it is never unknown), or None."""
-    import difflib
-
-    from anira.cli import CONFIG_DIR
-
-    groups = [o for o in overrides if "=" in o and (CONFIG_DIR / o.split("=")[0]).is_dir()]
-    try:
-        keys = list(dotted_keys(compose(app, groups, hydra=True)))
-    except AniraInputError:
-        return None
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("~")
-        if "=" not in override or key.startswith("+") or key in keys:
-            continue
-        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-        return f"unknown key {key}" + (f" (closest: {close[0]})" if close else "")
-    return None
-
-
-def dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:
-    """Every key of a config, nested ones as ``a.b.c``."""
-    if isinstance(node, DictConfig):
-        for key in node:
-            path = f"{prefix}{key}"
-            yield path
-            yield from dotted_keys(node._get_node(key), f"{path}.")
-
-
-@functools.cache
-def default_choices(app: str) -> dict[str, str]:
-    """Group → option ``python -m anira.<app>`` composes when no override names the group (its
-    defaults list, as Hydra reads it; Hydra's own groups left out)."""
-    choices = compose(app, [], hydra=True).hydra.runtime.choices
-    return {g: o for g, o in choices.items() if o is not None and not g.startswith("hydra")}
-
-
 @functools.cache
 def compose_run(
     task: str, router: str, scale: str, seed: int, overrides: tuple[str, ...] = ()
@@ -339,33 +447,25 @@ def compose_run(
 
 
 @functools.cache
-def planned_dataset(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> Any:
-    """The task, config and effective parameters of ``python -m anira.generate task=… scale=…
-    seed=… <overrides>``, after validating its sizes (:func:`anira.data.plan_splits`) as generate
-    itself does first."""
-    from anira.data import build_task
-
+def planned_dataset(
+    task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()
+) -> DatasetSpec:
+    """The spec of ``python -m anira.generate task=… scale=… seed=… <overrides>``, validated as
+    generate itself does first."""
     choices = [f"task={task}", f"scale={scale}", f"seed={seed}"]
-    cfg = compose("generate", [*choices, *overrides, "out_dir=-"])
-    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
-    built, params, _ = build_task(task_cfg, scale)
-    return built, task_cfg, params, cfg.seed
+    return DatasetSpec.from_config(compose("generate", [*choices, *overrides, "out_dir=-"]))
 
 
 def dataset_files(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> list[str]:
     """The files that generate run writes (:func:`planned_dataset`)."""
-    from anira.layout import data_files
-
-    return data_files(planned_dataset(task, scale, seed, overrides)[0].artifacts())
+    return data_files(planned_dataset(task, scale, seed, overrides).task.artifacts())
 
 
 def dataset_config_sha256(task: str, scale: str, seed: int, overrides: tuple[str, ...] = ()) -> str:
     """The SHA-256 of the ``config.yaml`` that generate run writes (:func:`planned_dataset`): the
     workflow compares it with the one each output recorded of the data it read."""
-    from anira.data import data_config_text
-
-    _, task_cfg, params, seed = planned_dataset(task, scale, seed, overrides)
-    return hashlib.sha256(data_config_text(task_cfg, scale, seed, params).encode()).hexdigest()
+    text = planned_dataset(task, scale, seed, overrides).config_text()
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def study_configs(configfile: str) -> list[str]:

@@ -30,7 +30,7 @@
 - A finished training of the same configuration is not redone: the run says so and exits 0;
   ``force=true`` retrains from step 0.
 - The config (``config.yaml``, and ``model.pt``'s) records the dataset it was trained on
-  (:func:`~anira.data.dataset_provenance`: its manifest's digest and that of its generating
+  (:func:`~anira.dataset.dataset_provenance`: its manifest's digest and that of its generating
   config); a finished training on another dataset is an error naming both, unless ``force=true``.
 """
 
@@ -52,12 +52,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from anira.batches import PaddedSplit, autocast, select_device, set_threads
 from anira.checkpoint import read_state, state_bytes
 from anira.cli import anira_main
-from anira.data import Vocabulary, dataset_provenance, load_split, load_vocab, other_dataset
+from anira.dataset import Vocabulary, dataset_provenance, load_split, load_vocab, other_dataset
 from anira.io import (
     AniraInputError,
     atomic_write_bytes,
     atomic_write_text,
     ensure_writable,
+    format_duration,
     verify_manifest,
     write_manifest,
 )
@@ -177,12 +178,6 @@ class Meter:
             "answer_accuracy": s["correct"] / max(s["answers"], 1.0),
             "mean_depth": s["depth_sum"] / max(s["answers"], 1.0),
         }
-
-
-def format_duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 def comparable(config: dict[str, Any]) -> dict[str, Any]:

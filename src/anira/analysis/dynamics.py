@@ -3,7 +3,7 @@
 Every model trained with ``scale.train.dynamics_checkpoints`` > 0 keeps its weights at
 log-spaced steps (``dynamics/step<k>.pt`` in its checkpoint directory, see
 :func:`anira.train.dynamics_steps`). Each of them is evaluated as ``anira.evaluate`` evaluates a
-model (:func:`anira.evaluate.evaluate_split`) on the same fixed subset of the ``val`` split
+model (:func:`anira.inference.evaluate_split`) on the same fixed subset of the ``val`` split
 (``--max-examples`` examples drawn with ``--seed``, the same for every step and model of a task),
 and the table gives, per task × router × inference rule × step, seeds pooled (tidy, one
 ``metric`` per row):
@@ -41,12 +41,11 @@ from statsmodels.stats.proportion import proportion_confint
 from anira.analysis.alignment import DEPTHS, bootstrap_weights, example_seeds, group_correlations
 from anira.analysis.records import feature_columns, run_cli, sample_examples, write_table
 from anira.batches import select_device, set_threads
-from anira.data import load_split, load_task, load_vocab
-from anira.evaluate import evaluate_split, inference_rule, load_checkpoint
-from anira.io import AniraInputError, read_manifest
+from anira.dataset import load_split, load_task, load_vocab
+from anira.inference import evaluate_split, inference_rule, load_checkpoint
+from anira.io import AniraInputError, format_duration, read_manifest
 from anira.layout import DYNAMICS_DIR, SPLITS, VAL
 from anira.spec import RunSpec
-from anira.train import format_duration
 
 KEYS = ["task", "router", "inference_rule", "step"]
 METRICS = ("accuracy", "mean_depth", "depth_entropy", "spearman")

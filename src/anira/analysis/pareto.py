@@ -34,8 +34,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from anira.analysis.records import load_records, run_cli, write_table
 from anira.batches import PaddedSplit, set_threads
-from anira.data import load_split, load_vocab
-from anira.evaluate import load_checkpoint
+from anira.dataset import load_split, load_vocab
+from anira.inference import load_checkpoint
 from anira.io import AniraInputError
 from anira.layout import REPORTED_SPLITS
 from anira.spec import RunSpec

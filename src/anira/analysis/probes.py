@@ -44,8 +44,8 @@ from sklearn.preprocessing import StandardScaler
 from anira.analysis.alignment import bootstrap_weights
 from anira.analysis.records import run_cli, sample_examples, write_table
 from anira.batches import PaddedSplit, set_threads
-from anira.data import load_split, load_vocab
-from anira.evaluate import inference_rule, load_checkpoint
+from anira.dataset import load_split, load_vocab
+from anira.inference import inference_rule, load_checkpoint
 from anira.io import AniraInputError
 from anira.layout import TEST
 from anira.spec import RunSpec

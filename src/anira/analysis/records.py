@@ -8,7 +8,6 @@ CSV itself stays a plain table for the figures."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,12 +15,11 @@ import numpy as np
 import pandas as pd
 
 from anira.io import (
-    EXIT_INPUT_ERROR,
     MANIFEST_NAME,
     AniraInputError,
     atomic_write_json,
     atomic_write_text,
-    one_line,
+    report_input_error,
     sha256_file,
     verify_manifest,
 )
@@ -125,6 +123,5 @@ def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | 
     try:
         main(argv)
     except AniraInputError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        return report_input_error(err)
     return 0

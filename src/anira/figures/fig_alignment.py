@@ -9,7 +9,6 @@ Input: ``alignment_curves.csv`` of :mod:`anira.analysis.alignment`.
 
 from __future__ import annotations
 
-import math
 import sys
 
 import matplotlib.pyplot as plt
@@ -20,9 +19,9 @@ from anira.figures.style import (
     figure_cli,
     finish,
     ordered,
-    panel_grid,
     router_palette,
     shown_split,
+    wrapped_panels,
 )
 
 REQUIRED = ["task", "router", "split", "feature", "depth", "feature_value", "mean_depth"]
@@ -37,14 +36,8 @@ def draw(table: pd.DataFrame) -> plt.Figure:
     panels = list(table.groupby(["task", "feature"], sort=True).groups)
     palette = router_palette(table["router"].unique())
     hue_order = ordered(table["router"].unique(), list(palette))
-    cols = min(COLS, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = panel_grid(rows, cols)
-    for index, ax in enumerate(axes.flat):
-        if index >= len(panels):
-            ax.set_visible(False)
-            continue
-        task, feature = panels[index]
+    fig, cells, cols = wrapped_panels(panels, COLS)
+    for index, (ax, (task, feature)) in enumerate(cells):
         part = table[(table["task"] == task) & (table["feature"] == feature)]
         sns.lineplot(
             data=part,
@@ -65,7 +58,7 @@ def draw(table: pd.DataFrame) -> plt.Figure:
         ax.set_title(f"{task}: {feature}")
         ax.set_xlabel(feature)
         ax.set_ylabel("mean depth" if index % cols == 0 else "")
-    legend_ax = axes.flat[cols - 1]
+    legend_ax = cells[cols - 1][0]
     fig.suptitle(f"depth against complexity ({split} split, answer tokens)", y=1.0)
     return finish(fig, legend_ax)
 

@@ -10,13 +10,12 @@ Input: ``probes.csv`` of :mod:`anira.analysis.probes`.
 
 from __future__ import annotations
 
-import math
 import sys
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from anira.figures.style import figure_cli, finish, panel_grid, router_palette
+from anira.figures.style import figure_cli, finish, router_palette, wrapped_panels
 
 REQUIRED = ["task", "router", "feature", "probe", "labels", "readout", "iteration", "score"]
 REQUIRED += ["ci_low", "ci_high"]
@@ -28,15 +27,9 @@ def draw(table: pd.DataFrame) -> plt.Figure:
     """Probe score against iteration, a panel per task feature, a line per router."""
     panels = sorted(table.groupby(["task", "feature"]).groups)
     palette = router_palette(table["router"].unique())
-    cols = min(COLS, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = panel_grid(rows, cols)
+    fig, cells, cols = wrapped_panels(panels, COLS)
     last = table["iteration"].max()
-    for index, ax in enumerate(axes.flat):
-        if index >= len(panels):
-            ax.set_visible(False)
-            continue
-        task, feature = panels[index]
+    for ax, (task, feature) in cells:
         part = table[(table["task"] == task) & (table["feature"] == feature)]
         for router, colour in palette.items():
             mine = part[part["router"] == router]
@@ -56,8 +49,8 @@ def draw(table: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("iteration (◆ own halt)")
         ax.set_ylabel(f"probe {probe}")
         ax.set_ylim(bottom=max(-0.2, min(0.0, part["score"].min())))
-    legend_ax = axes.flat[cols - 1]
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend_ax = cells[cols - 1][0]
+    handles, labels = cells[0][0].get_legend_handles_labels()
     legend_ax.legend(handles, labels)
     fig.suptitle("linear probes of the recurrent state (held-out, grouped CV)", y=1.0)
     return finish(fig, legend_ax)

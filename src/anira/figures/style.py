@@ -9,10 +9,11 @@ and both formats with its version, so two renders of the same table would differ
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -23,7 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from anira.io import EXIT_INPUT_ERROR, AniraInputError, atomic_path, one_line  # noqa: E402
+from anira.io import AniraInputError, atomic_path, report_input_error  # noqa: E402
 from anira.layout import EXTRAP, INTERP, REPORTED_SPLITS, TEST, TRAIN  # noqa: E402
 
 ROUTER_ORDER = ["fixed", "early", "online", "act", "expert_choice"]
@@ -84,6 +85,18 @@ def panel_grid(rows: int, cols: int, **kwargs) -> tuple[plt.Figure, np.ndarray]:
     return plt.subplots(rows, cols, figsize=size, squeeze=False, **kwargs)
 
 
+def wrapped_panels(
+    panels: Sequence[Any], max_cols: int
+) -> tuple[plt.Figure, list[tuple[plt.Axes, Any]], int]:
+    """One panel per item of ``panels``, wrapped in rows of at most ``max_cols``; the unused
+    cells of the last row hidden. Returns the figure, (axes, item) pairs and the column count."""
+    cols = min(max_cols, len(panels))
+    fig, axes = panel_grid(math.ceil(len(panels) / cols), cols)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    return fig, list(zip(axes.flat, panels, strict=False)), cols
+
+
 def finish(fig: plt.Figure, legend_ax: plt.Axes) -> plt.Figure:
     """Move ``legend_ax``'s legend outside the grid, to its right, and tighten the layout."""
     if legend_ax.get_legend() is not None:
@@ -128,6 +141,5 @@ def figure_cli(draw: Callable[[pd.DataFrame], plt.Figure], required: Sequence[st
         apply_style()
         save(draw(read_table(args.table, required)), args.out)
     except AniraInputError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+        return report_input_error(err)
     return 0

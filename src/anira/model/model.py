@@ -69,7 +69,7 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-PAD_ID = 0  # the vocabulary puts <pad> at id 0 (anira.data.Vocabulary)
+PAD_ID = 0  # the vocabulary puts <pad> at id 0 (anira.dataset.Vocabulary)
 ROUTERS = ("fixed", "early", "online", "act", "expert_choice", "random")
 ONLINE_RULES = ("median", "mode")
 EXECUTIONS = ("dense", "packed", "auto")

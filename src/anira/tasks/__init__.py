@@ -1,27 +1,7 @@
-"""Task registry: task name → class. ``get_task(name, **params)`` builds one with its parameters."""
+"""The tasks: importing this package registers every task (:mod:`anira.tasks.registry`)."""
 
-from __future__ import annotations
-
-from typing import Any
-
-from anira.io import AniraInputError
+from anira.tasks import brevo, clrs, lano, mano  # noqa: F401  (each registers its tasks)
 from anira.tasks.base import Example, Task
+from anira.tasks.registry import TASKS, get_task
 
-TASKS: dict[str, type[Task]] = {}
-
-
-def register(cls: type[Task]) -> type[Task]:
-    TASKS[cls.name] = cls
-    return cls
-
-
-def get_task(name: str, **params: Any) -> Task:
-    if name not in TASKS:
-        raise AniraInputError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name](**params)
-
-
-# Importing the modules registers their tasks.
-from anira.tasks import brevo, clrs, lano, mano  # noqa: E402, F401
-
-__all__ = ["TASKS", "Example", "Task", "get_task", "register"]
+__all__ = ["TASKS", "Example", "Task", "get_task"]

@@ -9,7 +9,7 @@ Conventions shared by all tasks:
 - every sequence ends with ``<eos>``, which is an answer token (the model must learn to stop);
 - the answer starts right after ``<ans>``; ``<ans>`` itself is a prompt token;
 - the vocabulary is fixed by the task's parameters (never by the sampled data), so every split of a
-  dataset shares it; ``<pad>`` is always id 0 and is added by :class:`anira.data.Vocabulary`.
+  dataset shares it; ``<pad>`` is always id 0 and is added by :class:`anira.dataset.Vocabulary`.
 """
 
 from __future__ import annotations

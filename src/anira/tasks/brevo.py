@@ -109,8 +109,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from anira.io import AniraInputError
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS, Example, Task
+from anira.tasks.registry import register
 
 BOS, QUERY = "<brevo>", "<query>"
 GRAPH_RULES = ("ours", "physics_lm")

@@ -81,11 +81,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anira.cli import CONFIG_DIR
+from anira.compose import CONFIG_DIR
 from anira.io import AniraInputError
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS, Example, Task
 from anira.tasks.grammar import END, PCFG, ParseResult, Tree, generate_grammar
+from anira.tasks.registry import register
 
 BOS = "<lano>"
 PROMPT = (BOS, ANS)

@@ -38,8 +38,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from anira.io import AniraInputError
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS, Example, Task
+from anira.tasks.registry import register
 
 BOS = "<mano>"
 OPS = ("+", "-", "*")

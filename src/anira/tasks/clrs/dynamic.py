@@ -22,7 +22,6 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS
 from anira.tasks.clrs import text
 from anira.tasks.clrs.common import (
@@ -36,6 +35,7 @@ from anira.tasks.clrs.common import (
     positive_int,
     toks,
 )
+from anira.tasks.registry import register
 
 Table = list[list[int]]
 

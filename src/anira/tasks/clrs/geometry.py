@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from anira.io import AniraInputError
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS
 from anira.tasks.clrs import text
 from anira.tasks.clrs.common import SEP, ClrsTask, Run, nums, pairs_tokens, positive_int, toks
+from anira.tasks.registry import register
 
 Point = tuple[int, int]
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from anira.tasks import register
 from anira.tasks.base import EOS
 from anira.tasks.clrs.common import GraphTask, Run, adjacency, answer_ints, pairs_tokens, toks
+from anira.tasks.registry import register
 
 
 def depth_first_forest(n: int, adj: list[list[int]]) -> dict[str, list[int]]:

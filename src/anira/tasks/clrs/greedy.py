@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS
 from anira.tasks.clrs import text
 from anira.tasks.clrs.common import (
@@ -31,6 +30,7 @@ from anira.tasks.clrs.common import (
     positive_int,
     toks,
 )
+from anira.tasks.registry import register
 
 
 def greedy_scan(order: list[int], accept: Callable[[int], bool]) -> tuple[list[int], dict]:

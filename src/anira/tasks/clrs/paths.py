@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from anira.tasks import register
 from anira.tasks.base import EOS
 from anira.tasks.clrs.common import (
     SEP,
@@ -30,6 +29,7 @@ from anira.tasks.clrs.common import (
     weighted_adjacency,
 )
 from anira.tasks.clrs.graphs import topological_order
+from anira.tasks.registry import register
 
 INF = math.inf
 

@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS
 from anira.tasks.clrs import text
 from anira.tasks.clrs.common import SEP, ClrsTask, Run, answer_ints, nums, positive_int, toks
+from anira.tasks.registry import register
 
 
 class ArrayTask(ClrsTask):

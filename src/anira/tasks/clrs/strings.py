@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from anira.tasks import register
 from anira.tasks.base import ANS, EOS
 from anira.tasks.clrs import text
 from anira.tasks.clrs.common import SEP, ClrsTask, Run, alphabet, nums, toks
+from anira.tasks.registry import register
 
 
 def naive_matcher(text: list[str], pattern: list[str]) -> dict[int, int]:
