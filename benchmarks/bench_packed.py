@@ -19,15 +19,16 @@ so that the depth distribution is the only thing that varies:
 - ``crossover``: one core step with a random fraction f of the tokens active (the rest long
   halted), for the mini model at batches of 1, 4, 16 and 64 sequences and the paper model at 1 and
   16: the active fraction below which packed is faster (``crossing``), forward and
-  forward+backward, keyed by the step's work B·T·d_model². ``anira.model.packed.MEASURED_CROSSOVER``
-  holds it; ``execution=auto`` uses it per iteration (the ``model_auto_ms`` column).
+  forward+backward, keyed by the step's work B·T·d_model².
+  ``anira.model.execution.MEASURED_CROSSOVER`` holds it; ``execution=auto`` uses it per iteration
+  (the ``model_auto_ms`` column).
 - ``training``: tokens/s of a full training step (forward, loss, backward, AdamW) of the mini
   model, dense vs packed vs auto, at the mean depths given by ``--train-depths`` (default: those
   the mini BREVO models trained by this project used, see ``DEFAULT_TRAIN_DEPTHS``).
 
 The crossover section runs first, and the ``auto`` runs of the same invocation use the table it
 has just measured (printed as ``MEASURED_CROSSOVER = …``, to be copied into
-``anira/model/packed.py`` when the machine changes).
+``anira/model/execution.py`` when the machine changes).
 
 Models: ``mini`` (d_model 64, 4 heads: the mini scale, ≈0.17M parameters) and ``paper``
 (d_model 576, 9 heads: ≈13.7M parameters, the paper's larger synthetic model). Sequences of 40
@@ -49,9 +50,8 @@ from typing import Any
 import torch
 
 from anira.io import atomic_write_json, measured_on
-from anira.model import AniraModel, ModelConfig, packed
-from anira.model.model import DenseExecutor
-from anira.model.packed import PackedExecutor
+from anira.model import AniraModel, ModelConfig, execution
+from anira.model.execution import DenseExecutor, PackedExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, SEQ_LEN = 64, 40
@@ -120,9 +120,9 @@ def core_runner(model: AniraModel, tokens, depth, mode: str, backward: bool):
     def run() -> None:
         with torch.set_grad_enabled(backward):
             if mode == "dense":
-                executor = DenseExecutor(model, e, cos, sin, "frozen")
+                executor = DenseExecutor(model.core_steps, e, cos, sin, "frozen")
             else:
-                executor = PackedExecutor(model, e, cos, sin, packed_cfg)
+                executor = PackedExecutor(model.core_steps, e, cos, sin, packed_cfg)
             s = e
             for r in range(1, model.cfg.max_depth + 1):
                 if not bool((depth >= r).any()):
@@ -227,9 +227,9 @@ def step_runner(model: AniraModel, e, depth, mode: str, backward: bool):
     cfg = dataclasses.replace(model.cfg, execution="packed")
     with torch.no_grad():
         if mode == "dense":
-            ex = DenseExecutor(model, e, cos, sin, "frozen")
+            ex = DenseExecutor(model.core_steps, e, cos, sin, "frozen")
         else:
-            ex = PackedExecutor(model, e, cos, sin, cfg)
+            ex = PackedExecutor(model.core_steps, e, cos, sin, cfg)
         s = ex.step(ex.step(e, depth, 1), depth, 2)
     s.requires_grad_(backward)
     grad = torch.randn_like(s)
@@ -401,8 +401,8 @@ def main() -> None:
         pass_: {p["work"]: p["crossover"] for p in cross.values() if p["pass"] == pass_}
         for pass_ in PASSES
     }
-    packed.MEASURED_CROSSOVER = {"cpu": table}  # the auto runs below use this measurement
-    print(f"MEASURED_CROSSOVER = {packed.MEASURED_CROSSOVER}")
+    execution.MEASURED_CROSSOVER = {"cpu": table}  # the auto runs below use this measurement
+    print(f"MEASURED_CROSSOVER = {execution.MEASURED_CROSSOVER}")
     print(HEADER)
     rows = []
     for name in args.models.split(","):

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from anira.model import AniraModel, ModelConfig
-from anira.model import packed as packed_module
-from anira.model.packed import MEASURED_CROSSOVER, measured_crossover
+from anira.model import execution as execution_module
+from anira.model.execution import MEASURED_CROSSOVER, measured_crossover, visible_keys
 
 V = 19
 TOL = 2e-5
@@ -152,7 +152,7 @@ def test_active_only_view_packed_equals_dense_and_differs_from_frozen():
 @pytest.mark.parametrize("limit", [0.0, math.inf])
 def test_slot_and_dense_layout_attention_both_equal_dense(monkeypatch, view, limit):
     """Active queries attend in the dense layout (limit 0) or in slots (limit ∞) alike."""
-    monkeypatch.setattr(packed_module, "SLOT_ATTENTION_LIMIT", limit)
+    monkeypatch.setattr(execution_module, "SLOT_ATTENTION_LIMIT", limit)
     dense, packed = pair("online", halted_view=view)
     tokens, answer = ragged_batch(5, lengths=(30, 12, 30, 5, 21, 2))
     depth = torch.randint(1, 6, tokens.shape, generator=torch.Generator().manual_seed(6))
@@ -164,8 +164,6 @@ def test_visible_keys_matches_brute_force():
     """The one mask of the halted-token views (dense, packed and decoding all use it), against
     its definition written as loops: key j visible to a query at t iff j ≤ t and (no view, or j
     is active, or j = t)."""
-    from anira.model.model import visible_keys
-
     g = torch.Generator().manual_seed(3)
     query_pos = torch.randint(0, 9, (3, 5), generator=g)
     active = torch.rand((3, 9), generator=g) < 0.5

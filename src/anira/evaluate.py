@@ -76,8 +76,8 @@ from anira.io import (
 )
 from anira.layout import MANIFEST, MODEL, RECORD_KINDS, RUN_CONFIG, SPLITS, TRAIN, record_file
 from anira.model import AniraModel, ModelConfig
+from anira.model.config import ONLINE_RULES
 from anira.model.decode import generate, generate_reference
-from anira.model.model import ONLINE_RULES
 from anira.spec import RunSpec, choice, flag, integer
 from anira.tasks import Example, Task
 

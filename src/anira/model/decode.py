@@ -35,8 +35,10 @@ from collections.abc import Callable
 
 import torch
 
-from anira.model.model import PAD_ID, AniraModel, prefix_keys, visible_keys
-from anira.model.packed import PackedExecutor, pack_left
+from anira.model.config import PAD_ID
+from anira.model.execution import PackedExecutor, pack_left, visible_keys
+from anira.model.model import AniraModel
+from anira.model.routers import prefix_keys
 
 
 class IncrementalDecoder:

@@ -1,9 +1,17 @@
-"""Packed recurrent execution: run the core block on the active token-steps only.
+"""Execution of the recurrent core: one core step, run densely or packed.
 
-At iteration r the tokens with depth ≥ r are *active*. Packed execution gathers them from the whole
-batch (a flat index into the B·T tokens), runs the core's adapter, q/k/v projection and MLP on those
-rows only, lets each active query attend over every earlier position of its own sequence, and
-scatters the new states back. The dense reference (``DenseExecutor``) gives the same numbers.
+The core step (``CoreSteps``) is the core block's two halves around attention: ``mix`` (adapter,
+norm, q/k/v, RoPE) and ``finish`` (output projection, residual, MLP). Every way of running the
+iterations of the forward pass calls it, so ``ModelConfig.compile`` reaches them all; they differ
+only in which rows they gather and what those rows attend to:
+- ``DenseExecutor``, the slow reference: every iteration runs every token and puts the halted ones
+  back with ``torch.where`` (the ``unroll`` estimator's steps too).
+- ``PackedExecutor``: the active token-steps only (below).
+
+Packed execution. At iteration r the tokens with depth ≥ r are *active*. Packed execution gathers
+them from the whole batch (a flat index into the B·T tokens), runs the core's adapter, q/k/v
+projection and MLP on those rows only, lets each active query attend over every earlier position of
+its own sequence, and scatters the new states back. The dense reference gives the same numbers.
 
 What a halted token shows to attention (``ModelConfig.halted_view``):
 - ``frozen`` (default, the paper's semantics): its keys/values are those of its frozen state. They
@@ -23,7 +31,7 @@ each query, a mask cannot). So when the slots hold more than ``SLOT_ATTENTION_LI
 positions, the active queries attend in the dense layout instead (the others' outputs unused).
 
 ``execution = auto`` runs each iteration densely when the active fraction exceeds the crossover
-measured for the step's work B·T·d_model² on the device type it runs on (``MEASURED_CROSSOVER``;
+measured for the step's work B·T·d_model² on the device type it runs on (``measured_crossover``;
 ``ModelConfig.packed_crossover`` overrides it; a device type never measured runs densely) and
 packed otherwise; a dense step also refreshes the key/value cache, so the two can alternate from
 one iteration to the next.
@@ -31,9 +39,112 @@ one iteration to the next.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
-from anira.model.model import DenseExecutor, visible_keys
+from anira.model.config import ModelConfig
+from anira.model.layers import CoreBlock
+
+log = logging.getLogger(__name__)
+
+CORE_HALVES = {
+    "mix": lambda core, s, e, cos, sin: core.mix(s, e, cos, sin),
+    "finish": lambda core, x, y: core.layer.finish(x, y),
+}
+
+
+class CoreSteps:
+    """The core step's halves around attention, ``mix`` (adapter, norm, q/k/v, RoPE) and
+    ``finish`` (output projection, residual, MLP), eager or under ``torch.compile`` (inductor,
+    dynamic shapes: batch, length and packed row counts vary from step to step). Attention stays
+    outside: dense, packed and decoding attend differently, and SDPA is one fused kernel already.
+
+    Compilation happens at the first call; if ``torch.compile`` is missing or fails (no C++
+    compiler, an unsupported Python, an op inductor cannot lower), one log line says so and every
+    later call runs eager. A failure while compiling a backward graph (at the first
+    ``backward()``) is not caught: it happens outside these calls."""
+
+    def __init__(self, core: CoreBlock, compile: bool) -> None:
+        self.core = core
+        self.compiled: dict | None = None
+        if compile:
+            try:
+                self.compiled = {
+                    name: torch.compile(fn, dynamic=True) for name, fn in CORE_HALVES.items()
+                }
+            except Exception as err:  # torch.compile itself refuses (e.g. unsupported Python)
+                self.fall_back(err)
+
+    def fall_back(self, err: Exception) -> None:
+        log.warning("torch.compile unavailable, running eager: %s", " ".join(str(err).split()))
+        self.compiled = None
+
+    def call(self, name: str, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled[name](self.core, *args)
+            except Exception as err:  # compilation runs (and fails) at the first call
+                self.fall_back(err)
+        return CORE_HALVES[name](self.core, *args)
+
+    def mix(self, s, e, cos, sin):
+        """(x, q, k, v) of ``CoreBlock.mix``."""
+        return self.call("mix", s, e, cos, sin)
+
+    def finish(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The layer output from its input x [..., d] and attention output y [..., H, hd]."""
+        return self.call("finish", x, y)
+
+
+def visible_keys(query_pos: torch.Tensor, n_keys: int, active: torch.Tensor | None):
+    """The attention mask [R, 1, Q, n_keys] of queries at positions query_pos [R, Q] over the keys
+    at positions 0..n_keys-1 of their sequence: causal, and for the ``active_only`` view (``active``
+    [R, n_keys], the keys still iterating) the halted keys vanish; a query always sees itself.
+    Example: query_pos = [[2]], active = [[1, 0, 0, 1]] → [[[[1, 0, 1, 0]]]]."""
+    positions = torch.arange(n_keys, device=query_pos.device)
+    visible = positions <= query_pos.unsqueeze(-1)
+    if active is not None:
+        visible = visible & (active.unsqueeze(1) | (positions == query_pos.unsqueeze(-1)))
+    return visible.unsqueeze(1)
+
+
+class DenseExecutor:
+    """Reference execution: every iteration runs the core block on every token and puts the halted
+    ones back with ``torch.where`` (their keys/values are recomputed from the frozen state each
+    time). Slow on purpose: it is the definition the packed path is tested against."""
+
+    def __init__(self, steps: CoreSteps, e, cos, sin, view: str) -> None:
+        self.steps, self.e, self.cos, self.sin = steps, e, cos, sin
+        self.layer = steps.core.layer
+        self.active_only = view == "active_only"
+
+    def step(self, s: torch.Tensor, depth: torch.Tensor, r: int) -> torch.Tensor:
+        active = depth >= r
+        return torch.where(active.unsqueeze(-1), self.candidate(s, active)[0], s)
+
+    def unroll_step(self, s, depth, r, keep: torch.Tensor) -> torch.Tensor:
+        """The ``unroll`` estimator's step: ``step``'s value (keep_r hard), with the gradient of
+        ``s + keep_r · (core(s) − s)`` for the soft keep_r [B, T]."""
+        active = depth >= r
+        new = self.candidate(s, active)[0]
+        hard = torch.where(active.unsqueeze(-1), new, s)
+        return hard + (keep - keep.detach()).unsqueeze(-1).to(s.dtype) * (new - s)
+
+    def candidate(self, s: torch.Tensor, active: torch.Tensor):
+        """core(s) for every token (``active`` only shapes the ``active_only`` mask), and the
+        keys/values [B, T, H, hd] of s that it attended to."""
+        x, q, k, v = self.steps.mix(s, self.e, self.cos, self.sin)
+        mask = None
+        if self.active_only:
+            B, T = active.shape
+            mask = visible_keys(torch.arange(T, device=s.device).expand(B, T), T, active)
+        new = self.steps.finish(x, self.layer.attend(q, k, v, mask))
+        return new.to(s.dtype), k, v
+
+    def map_active(self, fn, s, active, prev):
+        return torch.where(active, fn(s), prev)
+
 
 # Active fraction above which a dense core step beats a packed one, per device type (``cpu``,
 # ``cuda``) with and without autograd, keyed by the step's work W = B·T·d_model² (tokens times
@@ -67,6 +178,17 @@ MEASURED_CROSSOVER = {
 }
 
 
+def measured_crossover(work: int, backward: bool, device: str) -> float:
+    """The crossover measured on ``device`` (a device type) for a core step of work
+    B·T·d_model²; 0.0 (always dense) on a device type never measured. Example: mini model on the
+    CPU, batch 64 × 40 tokens with autograd → W = 2560·64² = 10,485,760 → that entry."""
+    if device not in MEASURED_CROSSOVER:
+        return 0.0
+    table = MEASURED_CROSSOVER[device]["forward_backward" if backward else "forward"]
+    sizes = sorted(table)
+    return table[max((n for n in sizes if n <= work), default=sizes[0])]
+
+
 # Largest share R·Q_max / (B·T) of the positions the query slots may take before attention runs in
 # the dense causal layout instead: past ½ the slots cost more attention than causal dense does, and
 # on the CPU's SDPA kernels the masked slot attention is also slower per score. Measured:
@@ -89,23 +211,12 @@ def pack_left(q: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor, coun
     return slots, slot_pos.index_put((slot_row, rank), positions), present, slot_row, rank
 
 
-def measured_crossover(work: int, backward: bool, device: str) -> float:
-    """The crossover measured on ``device`` (a device type) for a core step of work
-    B·T·d_model²; 0.0 (always dense) on a device type never measured. Example: mini model on the
-    CPU, batch 64 × 40 tokens with autograd → W = 2560·64² = 10,485,760 → that entry."""
-    if device not in MEASURED_CROSSOVER:
-        return 0.0
-    table = MEASURED_CROSSOVER[device]["forward_backward" if backward else "forward"]
-    sizes = sorted(table)
-    return table[max((n for n in sizes if n <= work), default=sizes[0])]
-
-
 class PackedExecutor(DenseExecutor):
     """Executes the core iterations of one forward pass on the active tokens only (or densely,
     ``DenseExecutor.candidate``, when the active fraction is above the crossover)."""
 
-    def __init__(self, model, e: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cfg) -> None:
-        super().__init__(model, e, cos, sin, cfg.halted_view)
+    def __init__(self, steps: CoreSteps, e, cos, sin, cfg: ModelConfig) -> None:
+        super().__init__(steps, e, cos, sin, cfg.halted_view)
         self.B, self.T = e.shape[:2]
         self.e_flat = e.flatten(0, 1)
         if cfg.execution == "packed":
@@ -153,7 +264,7 @@ class PackedExecutor(DenseExecutor):
         (sorted) over the key/value cache: in [R, Q_max] slots, or in the dense layout when the
         slots would hold more than ``slot_limit`` of the B·T positions."""
         B, T = self.B, self.T
-        layer, view = self.core.layer, active if self.active_only else None
+        layer, view = self.layer, active if self.active_only else None
         keys, values = self.k.view(B, T, *q.shape[1:]), self.v.view(B, T, *q.shape[1:])
         row, col = idx // T, idx % T
         counts = torch.bincount(row, minlength=B)
