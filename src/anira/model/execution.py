@@ -1,12 +1,14 @@
-"""Execution of the recurrent core: one core step, run densely or packed.
+"""Execution of the recurrent core: one core step, run densely, packed, or against a decoding cache.
 
 The core step (``CoreSteps``) is the core block's two halves around attention: ``mix`` (adapter,
 norm, q/k/v, RoPE) and ``finish`` (output projection, residual, MLP). Every way of running the
-iterations of the forward pass calls it, so ``ModelConfig.compile`` reaches them all; they differ
-only in which rows they gather and what those rows attend to:
+iterations calls it, so ``ModelConfig.compile`` reaches them all; they differ only in which rows
+they gather and what those rows attend to:
 - ``DenseExecutor``, the slow reference: every iteration runs every token and puts the halted ones
   back with ``torch.where`` (the ``unroll`` estimator's steps too).
 - ``PackedExecutor``: the active token-steps only (below).
+- cached decoding (``anira.model.decode.IncrementalDecoder``): the new tokens of each example,
+  against a key/value cache of the earlier positions.
 
 Packed execution. At iteration r the tokens with depth ≥ r are *active*. Packed execution gathers
 them from the whole batch (a flat index into the B·T tokens), runs the core's adapter, q/k/v

@@ -42,9 +42,9 @@ Notable features:
   auto), with the same values as the unroll's forward pass.
 - Execution (``anira.model.execution``): ``dense`` is the slow reference (every token runs every
   iteration, halted tokens are put back with ``torch.where``); ``packed`` runs only the active
-  token-steps; ``auto`` picks per iteration by the measured crossover in active fraction. The
-  dense, unroll and packed steps call the same core step (``CoreSteps``), which
-  ``ModelConfig.compile`` runs under ``torch.compile``.
+  token-steps; ``auto`` picks per iteration by the measured crossover in active fraction. Dense,
+  packed and cached decoding (``anira.model.decode``) call the same core step (``CoreSteps``),
+  which ``ModelConfig.compile`` runs under ``torch.compile``.
 - bf16 autocast is safe: router logits, softmaxes, log-probabilities, q and the KL are float32.
 """
 
