@@ -28,8 +28,8 @@ stretch wall time, not the CPU time of a one-thread process. Medians of round-ro
   core's speed-up over the dense core (all D iterations) divided by its limit D / mean depth.
   Variants: ``packed_slots`` (every iteration's queries attend in slots: the packed step before
   ``SLOT_ATTENTION_LIMIT``), ``packed`` (the current step), ``auto`` (per-iteration dense/packed
-  by ``MEASURED_CROSSOVER``) and ``packed_compiled`` (the current step under ``model.compile``,
-  against the compiled dense core).
+  by the crossover stored in ``benchmarks/results/packed.json``) and ``packed_compiled`` (the
+  current step under ``model.compile``, against the compiled dense core).
 - ``runs`` (not by default: ≈1.5 min per run): ``python -m anira.train`` on the task's mini
   dataset (generated once, seed 0) for every router and execution, one after the other: wall time
   (process start to exit), steps/s, final logged accuracy and mean depth, speed-up over dense.

@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from anira.io import AniraInputError
 from anira.model import AniraModel, ModelConfig
 from anira.model import execution as execution_module
-from anira.model.execution import MEASURED_CROSSOVER, measured_crossover, visible_keys
+from anira.model.execution import (
+    MEASURED_DEVICE,
+    PASSES,
+    measured_crossover,
+    measured_crossovers,
+    visible_keys,
+)
 
 V = 19
 TOL = 2e-5
@@ -194,12 +200,10 @@ def test_auto_mixes_dense_and_packed_steps_without_changing_results(crossover):
 
 
 def test_measured_crossover_table_and_lookup():
-    assert set(MEASURED_CROSSOVER) == {"cpu"}
-    assert set(MEASURED_CROSSOVER["cpu"]) == {"forward", "forward_backward"}
-    for backward, table in (
-        (False, MEASURED_CROSSOVER["cpu"]["forward"]),
-        (True, MEASURED_CROSSOVER["cpu"]["forward_backward"]),
-    ):
+    measured = measured_crossovers()  # benchmarks/results/packed.json
+    assert MEASURED_DEVICE == "cpu"
+    assert set(measured) == set(PASSES) == {"forward", "forward_backward"}
+    for backward, table in ((False, measured["forward"]), (True, measured["forward_backward"])):
         assert all(0.0 <= f <= 1.0 for f in table.values())
         sizes = sorted(table)
         assert measured_crossover(sizes[-1] * 10, backward, "cpu") == table[sizes[-1]]
@@ -211,9 +215,21 @@ def test_measured_crossover_table_and_lookup():
         assert measured_crossover(sizes[-1], backward, "cuda") == 0.0
 
 
-def test_code_crossover_is_the_stored_measurement():
-    """``MEASURED_CROSSOVER`` must be what benchmarks/bench_packed.py last measured and stored."""
-    stored = Path(__file__).resolve().parents[1] / "benchmarks/results/packed.json"
-    table = json.loads(stored.read_text())["crossover_table"]
-    stored_table = {p: {int(w): f for w, f in t.items()} for p, t in table.items()}
-    assert stored_table == MEASURED_CROSSOVER["cpu"]
+@pytest.mark.parametrize(
+    "stored",
+    [
+        None,  # no file
+        "{not json",
+        {"rows": []},
+        {"crossover_table": {"forward": {"163840": 0.5}}},
+        {"crossover_table": {"forward": {"163840": 0.5}, "forward_backward": {}}},
+        {"crossover_table": {"forward": {"163840": 0.5}, "forward_backward": {"x": 0.5}}},
+        {"crossover_table": {"forward": {"163840": 0.5}, "forward_backward": {"163840": 1.5}}},
+    ],
+)
+def test_a_missing_or_incomplete_crossover_file_is_an_input_error(tmp_path, stored):
+    path = tmp_path / "packed.json"
+    if stored is not None:
+        path.write_text(stored if isinstance(stored, str) else json.dumps(stored))
+    with pytest.raises(AniraInputError, match="crossover.*bench_packed.py"):
+        measured_crossovers(path)

@@ -41,10 +41,14 @@ one iteration to the next.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+from pathlib import Path
 
 import torch
 
+from anira.io import REPO_ROOT, AniraInputError
 from anira.model.config import ModelConfig
 from anira.model.layers import CoreBlock
 
@@ -148,47 +152,58 @@ class DenseExecutor:
         return torch.where(active, fn(s), prev)
 
 
-# Active fraction above which a dense core step beats a packed one, per device type (``cpu``,
-# ``cuda``) with and without autograd, keyed by the step's work W = B·T·d_model² (tokens times
-# width squared): the packed step pays a fixed cost per iteration (gathers, scatters, small
-# kernels) against matmul work ∝ W, so small batches of a narrow model never gain (0.0: dense
-# always wins). Measured, not guessed: ``python benchmarks/bench_packed.py`` (section "crossover":
-# iteration 3 of the core, sequences of 40 tokens, mini model d_model 64 at batches 1/4/16/64 and
-# paper model d_model 576 at 1/16, on this project's 2-core CPU); the measurement is in
-# benchmarks/results/packed.json. A batch uses the entry of the largest measured W not above its
-# own (the smallest entry below that). A device type with no measurement runs ``auto`` densely:
-# the CPU's crossovers say nothing about a GPU's kernels.
-MEASURED_CROSSOVER = {
-    "cpu": {
-        "forward": {
-            163840: 0.0,
-            655360: 0.0,
-            2621440: 0.5,
-            10485760: 0.75,
-            13271040: 0.8,
-            212336640: 0.9,
-        },
-        "forward_backward": {
-            163840: 0.0,
-            655360: 0.35,
-            2621440: 0.65,
-            10485760: 0.85,
-            13271040: 0.9,
-            212336640: 0.9,
-        },
-    },
-}
+# Active fraction above which a dense core step beats a packed one, with and without autograd,
+# keyed by the step's work W = B·T·d_model² (tokens times width squared): the packed step pays a
+# fixed cost per iteration (gathers, scatters, small kernels) against matmul work ∝ W, so small
+# batches of a narrow model never gain (0.0: dense always wins). Measured, not guessed:
+# ``python benchmarks/bench_packed.py`` (section "crossover": iteration 3 of the core, sequences of
+# 40 tokens, mini model d_model 64 at batches 1/4/16/64 and paper model d_model 576 at 1/16) times
+# it on the CPU and stores the table as ``crossover_table`` in ``CROSSOVER_FILE`` (with the machine
+# it ran on), which ``auto`` reads. A device type with no measurement runs ``auto`` densely: the
+# CPU's crossovers say nothing about a GPU's kernels.
+CROSSOVER_FILE = REPO_ROOT / "benchmarks" / "results" / "packed.json"
+MEASURED_DEVICE = "cpu"
+PASSES = ("forward", "forward_backward")
+
+
+@functools.cache
+def measured_crossovers(path: Path = CROSSOVER_FILE) -> dict[str, dict[int, float]]:
+    """The stored ``crossover_table``, per pass (``PASSES``) work W → crossover, read once."""
+    hint = "python benchmarks/bench_packed.py measures it; ModelConfig.packed_crossover avoids it"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        cause = getattr(err, "strerror", None) or err  # an OSError's message repeats the path
+        raise AniraInputError(
+            f"cannot read the measured dense/packed crossover {path}: {cause}; {hint}"
+        ) from err
+    try:
+        table = stored["crossover_table"]
+        out = {p: {int(w): float(f) for w, f in table[p].items()} for p in PASSES}
+    except (TypeError, KeyError, AttributeError, ValueError):
+        out = {}
+    fractions = [f for per_work in out.values() for f in per_work.values()]
+    if not out or not all(out.values()) or any(not 0 <= f <= 1 for f in fractions):
+        raise AniraInputError(
+            f"{path} lacks a crossover_table of active fractions in [0, 1] for each of {PASSES}; "
+            + hint
+        )
+    return out
+
+
+def crossover_at(table: dict[int, float], work: int) -> float:
+    """The entry of the largest measured W not above ``work`` (below every W: the smallest's)."""
+    sizes = sorted(table)
+    return table[max((n for n in sizes if n <= work), default=sizes[0])]
 
 
 def measured_crossover(work: int, backward: bool, device: str) -> float:
     """The crossover measured on ``device`` (a device type) for a core step of work
     B·T·d_model²; 0.0 (always dense) on a device type never measured. Example: mini model on the
     CPU, batch 64 × 40 tokens with autograd → W = 2560·64² = 10,485,760 → that entry."""
-    if device not in MEASURED_CROSSOVER:
+    if device != MEASURED_DEVICE:
         return 0.0
-    table = MEASURED_CROSSOVER[device]["forward_backward" if backward else "forward"]
-    sizes = sorted(table)
-    return table[max((n for n in sizes if n <= work), default=sizes[0])]
+    return crossover_at(measured_crossovers()["forward_backward" if backward else "forward"], work)
 
 
 # Largest share R·Q_max / (B·T) of the positions the query slots may take before attention runs in
