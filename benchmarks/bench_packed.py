@@ -19,15 +19,16 @@ so that the depth distribution is the only thing that varies:
 - ``crossover``: one core step with a random fraction f of the tokens active (the rest long
   halted), for the mini model at batches of 1, 4, 16 and 64 sequences and the paper model at 1 and
   16: the active fraction below which packed is faster (``crossing``), forward and
-  forward+backward, keyed by the step's work B·T·d_model². ``anira.model.packed.MEASURED_CROSSOVER``
-  holds it; ``execution=auto`` uses it per iteration (the ``model_auto_ms`` column).
+  forward+backward, keyed by the step's work B·T·d_model². Stored as ``crossover_table``, which
+  ``execution=auto`` reads (``anira.model.execution.measured_crossover``) to pick a step's path
+  per iteration (the ``model_auto_ms`` column).
 - ``training``: tokens/s of a full training step (forward, loss, backward, AdamW) of the mini
   model, dense vs packed vs auto, at the mean depths given by ``--train-depths`` (default: those
   the mini BREVO models trained by this project used, see ``DEFAULT_TRAIN_DEPTHS``).
 
 The crossover section runs first, and the ``auto`` runs of the same invocation use the table it
-has just measured (printed as ``MEASURED_CROSSOVER = …``, to be copied into
-``anira/model/packed.py`` when the machine changes).
+has just measured (printed as ``crossover_table = …``; writing the default ``--out`` makes it the
+one ``execution=auto`` reads).
 
 Models: ``mini`` (d_model 64, 4 heads: the mini scale, ≈0.17M parameters) and ``paper``
 (d_model 576, 9 heads: ≈13.7M parameters, the paper's larger synthetic model). Sequences of 40
@@ -49,9 +50,8 @@ from typing import Any
 import torch
 
 from anira.io import atomic_write_json, measured_on
-from anira.model import AniraModel, ModelConfig, packed
-from anira.model.model import DenseExecutor
-from anira.model.packed import PackedExecutor
+from anira.model import AniraModel, ModelConfig
+from anira.model.execution import PASSES, DenseExecutor, PackedExecutor, crossover_at
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, SEQ_LEN = 64, 40
@@ -59,7 +59,6 @@ MODELS = {
     "mini": {"d_model": 64, "n_heads": 4, "train_batch": 64, "means": None},
     "paper": {"d_model": 576, "n_heads": 9, "train_batch": 16, "means": {6: (2, 3), 14: (4, 7)}},
 }
-PASSES = ("forward", "forward_backward")
 # Mean executed depth (answer tokens) of the mini BREVO models trained with this code (D = 6):
 # ANIRA-E ≈ 3.65 and ANIRA-O ≈ 3.3 at the end of `python -m anira.train … scale=mini` (800 steps).
 DEFAULT_TRAIN_DEPTHS = {6: (3.3, 3.65)}
@@ -120,9 +119,9 @@ def core_runner(model: AniraModel, tokens, depth, mode: str, backward: bool):
     def run() -> None:
         with torch.set_grad_enabled(backward):
             if mode == "dense":
-                executor = DenseExecutor(model, e, cos, sin, "frozen")
+                executor = DenseExecutor(model.core_steps, e, cos, sin, "frozen")
             else:
-                executor = PackedExecutor(model, e, cos, sin, packed_cfg)
+                executor = PackedExecutor(model.core_steps, e, cos, sin, packed_cfg)
             s = e
             for r in range(1, model.cfg.max_depth + 1):
                 if not bool((depth >= r).any()):
@@ -135,11 +134,12 @@ def core_runner(model: AniraModel, tokens, depth, mode: str, backward: bool):
     return run
 
 
-def model_runner(model: AniraModel, tokens, depth, mode: str, backward: bool):
+def model_runner(model: AniraModel, tokens, depth, mode: str, backward: bool, crossover=None):
+    """The whole model; ``crossover``: the ``packed_crossover`` of an ``auto`` run."""
     answer = torch.ones_like(tokens, dtype=torch.bool)
 
     def run() -> None:
-        model.cfg.execution = mode
+        model.cfg.execution, model.cfg.packed_crossover = mode, crossover
         if backward:
             model.train()
             model.zero_grad(set_to_none=True)
@@ -161,7 +161,13 @@ def amdahl_bound(model: AniraModel, tokens, depth) -> float:
     )
 
 
-def speed_rows(name: str, quick: bool, min_time: float) -> list[dict[str, Any]]:
+def auto_crossover(table, pass_: str, batch: int, d_model: int) -> float:
+    """The crossover of ``table`` (this invocation's measurement) that ``execution=auto`` would
+    read from the stored table for a core step of ``batch`` sequences."""
+    return crossover_at(table[pass_], batch * SEQ_LEN * d_model**2)
+
+
+def speed_rows(name: str, quick: bool, min_time: float, table) -> list[dict[str, Any]]:
     rows = []
     spec = MODELS[name]
     min_reps = 2 if name == "paper" else 3
@@ -174,6 +180,7 @@ def speed_rows(name: str, quick: bool, min_time: float) -> list[dict[str, Any]]:
             tokens = torch.randint(1, VOCAB, (batch, SEQ_LEN), generator=torch.Generator())
             for pass_ in PASSES:
                 backward = pass_ == "forward_backward"
+                crossover = auto_crossover(table, pass_, batch, model.cfg.d_model)
                 full = torch.full_like(tokens, max_depth)
                 for mean in means:
                     depth = depths(batch, max_depth, mean, seed=mean)
@@ -190,7 +197,7 @@ def speed_rows(name: str, quick: bool, min_time: float) -> list[dict[str, Any]]:
                         [
                             model_runner(model, tokens, full, "dense", backward),
                             model_runner(model, tokens, depth, "packed", backward),
-                            model_runner(model, tokens, depth, "auto", backward),
+                            model_runner(model, tokens, depth, "auto", backward, crossover),
                         ],
                         min_time,
                         min_reps,
@@ -227,9 +234,9 @@ def step_runner(model: AniraModel, e, depth, mode: str, backward: bool):
     cfg = dataclasses.replace(model.cfg, execution="packed")
     with torch.no_grad():
         if mode == "dense":
-            ex = DenseExecutor(model, e, cos, sin, "frozen")
+            ex = DenseExecutor(model.core_steps, e, cos, sin, "frozen")
         else:
-            ex = PackedExecutor(model, e, cos, sin, cfg)
+            ex = PackedExecutor(model.core_steps, e, cos, sin, cfg)
         s = ex.step(ex.step(e, depth, 1), depth, 2)
     s.requires_grad_(backward)
     grad = torch.randn_like(s)
@@ -327,7 +334,7 @@ def train_step_runner(model: AniraModel, depth):
     return run
 
 
-def training(train_depths: dict[int, tuple[float, ...]], min_time: float) -> list[dict[str, Any]]:
+def training(train_depths: dict[int, tuple[float, ...]], min_time: float, table) -> list[dict]:
     rows = []
     batch = MODELS["mini"]["train_batch"]
     for max_depth, means in train_depths.items():
@@ -337,6 +344,10 @@ def training(train_depths: dict[int, tuple[float, ...]], min_time: float) -> lis
             for mode in ("dense", "packed", "auto"):
                 model = build("mini", max_depth)
                 model.cfg.execution = mode
+                if mode == "auto":
+                    model.cfg.packed_crossover = auto_crossover(
+                        table, "forward_backward", batch, model.cfg.d_model
+                    )
                 runs[mode] = train_step_runner(model, depth)
             seconds = timed(list(runs.values()), 2 * min_time, 5)
             rates = {mode: depth.numel() / t for mode, t in zip(runs, seconds, strict=True)}
@@ -401,19 +412,18 @@ def main() -> None:
         pass_: {p["work"]: p["crossover"] for p in cross.values() if p["pass"] == pass_}
         for pass_ in PASSES
     }
-    packed.MEASURED_CROSSOVER = {"cpu": table}  # the auto runs below use this measurement
-    print(f"MEASURED_CROSSOVER = {packed.MEASURED_CROSSOVER}")
+    print(f"crossover_table = {table}")  # the auto runs below use this measurement
     print(HEADER)
     rows = []
     for name in args.models.split(","):
-        rows += speed_rows(name, args.quick, args.min_time)
+        rows += speed_rows(name, args.quick, args.min_time, table)
     result = {
         **measured_on(["config/scale/mini.yaml"]),
         "seq_len": SEQ_LEN,
         "crossover": cross,
         "crossover_table": table,
         "rows": rows,
-        "training": training(train_depths, args.min_time),
+        "training": training(train_depths, args.min_time, table),
     }
     result["seconds"] = time.perf_counter() - start
     atomic_write_json(Path(args.out), result)

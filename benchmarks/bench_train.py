@@ -28,8 +28,8 @@ stretch wall time, not the CPU time of a one-thread process. Medians of round-ro
   core's speed-up over the dense core (all D iterations) divided by its limit D / mean depth.
   Variants: ``packed_slots`` (every iteration's queries attend in slots: the packed step before
   ``SLOT_ATTENTION_LIMIT``), ``packed`` (the current step), ``auto`` (per-iteration dense/packed
-  by ``MEASURED_CROSSOVER``) and ``packed_compiled`` (the current step under ``model.compile``,
-  against the compiled dense core).
+  by the crossover stored in ``benchmarks/results/packed.json``) and ``packed_compiled`` (the
+  current step under ``model.compile``, against the compiled dense core).
 - ``runs`` (not by default: ≈1.5 min per run): ``python -m anira.train`` on the task's mini
   dataset (generated once, seed 0) for every router and execution, one after the other: wall time
   (process start to exit), steps/s, final logged accuracy and mean depth, speed-up over dense.
@@ -59,9 +59,7 @@ from bench_packed import depths, timed
 
 from anira.io import atomic_write_json, measured_on
 from anira.model import AniraModel, ModelConfig
-from anira.model import packed as packed_module
-from anira.model.model import DenseExecutor
-from anira.model.packed import PackedExecutor
+from anira.model.execution import SLOT_ATTENTION_LIMIT, DenseExecutor, PackedExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB, SEQ_LEN, MAX_DEPTH = 64, 40, 6
@@ -172,9 +170,9 @@ def core_runner(model: AniraModel, tokens, depth, execution: str, slot_limit: fl
 
     def run() -> None:
         if execution == "dense":
-            executor = DenseExecutor(model, e, cos, sin, "frozen")
+            executor = DenseExecutor(model.core_steps, e, cos, sin, "frozen")
         else:
-            executor = PackedExecutor(model, e, cos, sin, cfg)
+            executor = PackedExecutor(model.core_steps, e, cos, sin, cfg)
             if slot_limit is not None:
                 executor.slot_limit = slot_limit
         s = e
@@ -290,7 +288,7 @@ def main() -> None:
         **measured_on(["config/scale/*.yaml"]),
         "seq_len": SEQ_LEN,
         "max_depth": MAX_DEPTH,
-        "slot_attention_limit": packed_module.SLOT_ATTENTION_LIMIT,
+        "slot_attention_limit": SLOT_ATTENTION_LIMIT,
     }
     models = args.models.split(",")
     measurements = {

@@ -49,12 +49,12 @@ GROUPS = {
         "anira.analysis.alignment.x_group_correlations*",
     ],
     "routers_and_loss": [
-        "anira.model.model.x_log_prior*",
-        "anira.model.model.x_kl_to_prior*",
-        "anira.model.model.x_online_log_q*",
-        "anira.model.model.x_halt_now*",
-        "anira.model.model.xǁEarlyRouterǁfinish*",
-        "anira.model.model.xǁOnlineRouterǁfinish*",
+        "anira.model.routers.x_log_prior*",
+        "anira.model.routers.x_kl_to_prior*",
+        "anira.model.routers.x_online_log_q*",
+        "anira.model.routers.x_halt_now*",
+        "anira.model.routers.xǁEarlyRouterǁfinish*",
+        "anira.model.routers.xǁOnlineRouterǁfinish*",
         "anira.model.model.xǁAniraModelǁloss*",
     ],
     # teacher_forced and greedy_generate are decorated (torch.no_grad), which mutmut skips.
@@ -72,7 +72,7 @@ LINE = re.compile(r"^\s*(\S+__mutmut_\d+): (.+)$")
 
 
 def mutant_module(name: str) -> str:
-    """``anira.model.model.xǁOnlineRouterǁobserve__mutmut_3`` → ``anira.model.model``."""
+    """``anira.model.routers.xǁOnlineRouterǁobserve__mutmut_3`` → ``anira.model.routers``."""
     return name.split(".x_")[0].split(".xǁ")[0]
 
 

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from anira.model import AniraModel, ModelConfig
+from anira.model.decode import generate
+from anira.model.execution import CORE_HALVES
 from tests.factories import forward_backward, ragged_batch
 
 TOL = 1e-5  # float32 rounding: inductor fuses and reorders the same operations
@@ -93,3 +95,25 @@ def test_compilation_failing_at_the_first_call_falls_back_to_eager(monkeypatch, 
     assert all(torch.equal(grads_a[n], grads_b[n]) for n in grads_a)
     messages = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
     assert len(messages) == 1 and "no C++ compiler" in messages[0]
+
+
+def test_cached_decoding_runs_the_compiled_core_step(monkeypatch):
+    """Decoding's core iterations call the same (compiled) core step as the forward pass."""
+    calls = []
+
+    def recording(fn, **kw):
+        def compiled(*args):
+            calls.append(fn)
+            return fn(*args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording)
+    eager, compiled = twins()
+    buffer = torch.zeros((3, 30), dtype=torch.long)
+    buffer[:, :6] = torch.randint(3, 19, (3, 6), generator=torch.Generator().manual_seed(0))
+    cur, stop = torch.tensor([6, 2, 4]), torch.tensor([20, 30, 12])
+    a = generate(eager.eval(), buffer, cur, stop, 2)
+    b = generate(compiled.eval(), buffer, cur, stop, 2)
+    assert set(calls) == set(CORE_HALVES.values()), "both halves of every step, compiled"
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-from anira.model import packed as packed_module
-from anira.model.packed import MEASURED_CROSSOVER, measured_crossover
+from anira.io import AniraInputError
+from anira.model import execution as execution_module
+from anira.model.execution import (
+    MEASURED_DEVICE,
+    PASSES,
+    measured_crossover,
+    measured_crossovers,
+    visible_keys,
+)
 from tests.factories import forward_backward, max_diffs, pair, ragged_batch
 
 TOL = 2e-5
@@ -80,7 +86,7 @@ def test_active_only_view_packed_equals_dense_and_differs_from_frozen():
 @pytest.mark.parametrize("limit", [0.0, math.inf])
 def test_slot_and_dense_layout_attention_both_equal_dense(monkeypatch, view, limit):
     """Active queries attend in the dense layout (limit 0) or in slots (limit ∞) alike."""
-    monkeypatch.setattr(packed_module, "SLOT_ATTENTION_LIMIT", limit)
+    monkeypatch.setattr(execution_module, "SLOT_ATTENTION_LIMIT", limit)
     dense, packed = pair("online", halted_view=view)
     tokens, answer = ragged_batch(5, lengths=(30, 12, 30, 5, 21, 2))
     depth = torch.randint(1, 6, tokens.shape, generator=torch.Generator().manual_seed(6))
@@ -92,8 +98,6 @@ def test_visible_keys_matches_brute_force():
     """The one mask of the halted-token views (dense, packed and decoding all use it), against
     its definition written as loops: key j visible to a query at t iff j ≤ t and (no view, or j
     is active, or j = t)."""
-    from anira.model.model import visible_keys
-
     g = torch.Generator().manual_seed(3)
     query_pos = torch.randint(0, 9, (3, 5), generator=g)
     active = torch.rand((3, 9), generator=g) < 0.5
@@ -124,12 +128,10 @@ def test_auto_mixes_dense_and_packed_steps_without_changing_results(crossover):
 
 
 def test_measured_crossover_table_and_lookup():
-    assert set(MEASURED_CROSSOVER) == {"cpu"}
-    assert set(MEASURED_CROSSOVER["cpu"]) == {"forward", "forward_backward"}
-    for backward, table in (
-        (False, MEASURED_CROSSOVER["cpu"]["forward"]),
-        (True, MEASURED_CROSSOVER["cpu"]["forward_backward"]),
-    ):
+    measured = measured_crossovers()  # benchmarks/results/packed.json
+    assert MEASURED_DEVICE == "cpu"
+    assert set(measured) == set(PASSES) == {"forward", "forward_backward"}
+    for backward, table in ((False, measured["forward"]), (True, measured["forward_backward"])):
         assert all(0.0 <= f <= 1.0 for f in table.values())
         sizes = sorted(table)
         assert measured_crossover(sizes[-1] * 10, backward, "cpu") == table[sizes[-1]]
@@ -141,9 +143,21 @@ def test_measured_crossover_table_and_lookup():
         assert measured_crossover(sizes[-1], backward, "cuda") == 0.0
 
 
-def test_code_crossover_is_the_stored_measurement():
-    """``MEASURED_CROSSOVER`` must be what benchmarks/bench_packed.py last measured and stored."""
-    stored = Path(__file__).resolve().parents[1] / "benchmarks/results/packed.json"
-    table = json.loads(stored.read_text())["crossover_table"]
-    stored_table = {p: {int(w): f for w, f in t.items()} for p, t in table.items()}
-    assert stored_table == MEASURED_CROSSOVER["cpu"]
+@pytest.mark.parametrize(
+    "stored",
+    [
+        None,  # no file
+        "{not json",
+        {"rows": []},
+        {"crossover_table": {"forward": {"163840": 0.5}}},
+        {"crossover_table": {"forward": {"163840": 0.5}, "forward_backward": {}}},
+        {"crossover_table": {"forward": {"163840": 0.5}, "forward_backward": {"x": 0.5}}},
+        {"crossover_table": {"forward": {"163840": 0.5}, "forward_backward": {"163840": 1.5}}},
+    ],
+)
+def test_a_missing_or_incomplete_crossover_file_is_an_input_error(tmp_path, stored):
+    path = tmp_path / "packed.json"
+    if stored is not None:
+        path.write_text(stored if isinstance(stored, str) else json.dumps(stored))
+    with pytest.raises(AniraInputError, match="crossover.*bench_packed.py"):
+        measured_crossovers(path)

@@ -71,7 +71,7 @@ from anira.io import (
 )
 from anira.layout import MANIFEST, RECORD_KINDS, RUN_CONFIG, SPLITS, TRAIN, record_file
 from anira.model import AniraModel
-from anira.model.model import ONLINE_RULES
+from anira.model.config import ONLINE_RULES
 from anira.spec import RunSpec, choice, flag, integer
 
 

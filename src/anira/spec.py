@@ -339,8 +339,7 @@ class RunSpec:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> RunSpec:
-        from anira.model import ModelConfig
-        from anira.model.model import ESTIMATORS, EXECUTIONS, ONLINE_RULES, ROUTERS
+        from anira.model.config import ESTIMATORS, EXECUTIONS, ONLINE_RULES, ROUTERS, ModelConfig
 
         try:
             c = OmegaConf.to_container(cfg, resolve=True)
@@ -381,38 +380,37 @@ class RunSpec:
         if depth_probs is not None:
             depth_probs = probabilities(depth_probs, "router.depth_probs", max_depth)
         seed = integer(c["seed"], "seed", 0)
+        settings = dict(  # each named by its config key when bad
+            d_model=d_model,
+            n_heads=n_heads,
+            mlp_ratio=integer(shape["mlp_ratio"], "scale.model.mlp_ratio", 1),
+            max_depth=max_depth,
+            router=kind,
+            online_rule=choice(
+                router.get("inference_rule", "median"), "router.inference_rule", ONLINE_RULES
+            ),
+            gamma=number(router["gamma"], "router.gamma"),
+            prior_base=number(router["prior_base"], "router.prior_base", low_open=True),
+            gumbel_tau=number(router.get("gumbel_tau", 1.0), "router.gumbel_tau", low_open=True),
+            estimator=choice(router.get("estimator", "unroll"), "router.estimator", ESTIMATORS),
+            act_epsilon=number(
+                router.get("act_epsilon", 0.01), "router.act_epsilon", low_open=True, high=1.0
+            ),
+            capacity_ratio=number(
+                router.get("capacity_ratio", 0.8),
+                "router.capacity_ratio",
+                low_open=True,
+                high=1.0,
+            ),
+            execution=choice(shape["execution"], "scale.model.execution", EXECUTIONS),
+            # absent in configs saved before the switch existed: eager, as they ran
+            compile=flag(shape.get("compile", False), "scale.model.compile"),
+            depth_probs=depth_probs,
+            draw_salt=seed if kind == "random" else 0,
+        )
         try:
-            model = ModelConfig(
-                d_model=d_model,
-                n_heads=n_heads,
-                mlp_ratio=integer(shape["mlp_ratio"], "scale.model.mlp_ratio", 1),
-                max_depth=max_depth,
-                router=kind,
-                online_rule=choice(
-                    router.get("inference_rule", "median"), "router.inference_rule", ONLINE_RULES
-                ),
-                gamma=number(router["gamma"], "router.gamma"),
-                prior_base=number(router["prior_base"], "router.prior_base", low_open=True),
-                gumbel_tau=number(
-                    router.get("gumbel_tau", 1.0), "router.gumbel_tau", low_open=True
-                ),
-                estimator=choice(router.get("estimator", "unroll"), "router.estimator", ESTIMATORS),
-                act_epsilon=number(
-                    router.get("act_epsilon", 0.01), "router.act_epsilon", low_open=True, high=1.0
-                ),
-                capacity_ratio=number(
-                    router.get("capacity_ratio", 0.8),
-                    "router.capacity_ratio",
-                    low_open=True,
-                    high=1.0,
-                ),
-                execution=choice(shape["execution"], "scale.model.execution", EXECUTIONS),
-                # absent in configs saved before the switch existed: eager, as they ran
-                compile=flag(shape.get("compile", False), "scale.model.compile"),
-                depth_probs=depth_probs,
-                draw_salt=seed if kind == "random" else 0,
-            )
-        except AssertionError as err:  # ModelConfig's own checks, for anything not named above
+            model = ModelConfig(**settings)
+        except AniraInputError as err:  # ModelConfig's own checks, for anything not named above
             raise AniraInputError(f"invalid model settings: {err}") from err
         return cls(
             task=task["name"],

@@ -19,7 +19,7 @@ from anira.dataset import manifest_content
 from anira.io import AniraInputError, failed_files, sha256_file
 from anira.layout import MANIFEST, SPLITS
 from anira.memory import estimated_shapes, fit_evaluation, fit_training
-from anira.model.model import ONLINE_RULES
+from anira.model.config import ONLINE_RULES
 from anira.spec import compose_run, dataset_config_sha256, dataset_files
 
 CONDA_ENV = "../envs/anira.yaml"  # relative to the rule files

@@ -5,7 +5,7 @@ Two controls match an adaptive router A (ANIRA-E or ANIRA-O) of the same task an
 trained like every other router; their router config names A as ``match``:
 
 - ``random`` (kind ``random``): every token's depth is drawn at random from A's executed-depth
-  histogram on ``val``, whatever the token (:class:`anira.model.model.RandomRouter`), so the mean
+  histogram on ``val``, whatever the token (:class:`anira.model.routers.RandomRouter`), so the mean
   and the spread of the compute match A's and its alignment with any feature is 0 by construction;
 - fixed at A's mean (kind ``fixed``): every token runs D' = round(mean executed depth of A on
   ``val``) iterations.

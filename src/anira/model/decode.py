@@ -18,7 +18,8 @@ The fast path (``generate``, ``IncrementalDecoder``) keeps what the prefix alrea
   the shorter prompts are overwritten by the tokens generated there before any query sees them.
 - Finished examples leave the batch (their cache rows are dropped), and at each core iteration
   only the tokens still iterating run attention and the MLP (the packed idea, for one token per
-  row), so compute follows the live examples and their executed depths.
+  row), so compute follows the live examples and their executed depths. Those rows run the model's
+  own core step (``CoreSteps``, ``anira.model.execution``), so ``ModelConfig.compile`` applies.
 - Routers are the model's own (``start`` / ``observe``), so every router and online rule decides
   exactly as in the full forward, and the coda reads the router's ``output`` (ACT: its halting
   mixture). ``halted_view``: ``frozen`` and ``recompute`` read the frozen state (the same
@@ -35,8 +36,10 @@ from collections.abc import Callable
 
 import torch
 
-from anira.model.model import PAD_ID, AniraModel, prefix_keys, visible_keys
-from anira.model.packed import PackedExecutor, pack_left
+from anira.model.config import PAD_ID
+from anira.model.execution import PackedExecutor, pack_left, visible_keys
+from anira.model.model import AniraModel
+from anira.model.routers import prefix_keys
 
 
 class IncrementalDecoder:
@@ -121,7 +124,7 @@ class IncrementalDecoder:
         """Iteration r of the chunk tokens. The tokens still iterating (d ≥ r) and those that just
         halted (d = r - 1) write their keys/values into the entries of iterations r..D (a later
         iteration of a token still iterating overwrites its own); the former attend and update."""
-        core = self.model.core
+        steps = self.model.core_steps
         tokens_per_row = depth.shape[1]
         needs_kv = (depth >= r - 1).flatten()
         idx = needs_kv.nonzero().squeeze(1)
@@ -129,8 +132,9 @@ class IncrementalDecoder:
             return s, False
         flat_rows, flat_pos = rows.flatten()[idx], pos.flatten()[idx]
         s_flat = s.flatten(0, 1)
-        x = core.inject(s_flat[idx], e.flatten(0, 1)[idx])
-        q, k, v = core.layer.project(x, cos.flatten(0, 1)[idx], sin.flatten(0, 1)[idx])
+        x, q, k, v = steps.mix(
+            s_flat[idx], e.flatten(0, 1)[idx], cos.flatten(0, 1)[idx], sin.flatten(0, 1)[idx]
+        )
         self._allocate(self.core_kv, k, (self.model.cfg.max_depth,))
         keys, values = self.core_kv
         keys[r - 1 :, flat_rows, flat_pos] = k
@@ -158,8 +162,8 @@ class IncrementalDecoder:
             keys, values = keys[r - 1, present, :span], values[r - 1, present, :span]
         iterating = self.depth[present, :span] >= r if self.active_only else None
         mask = visible_keys(slot_pos, span, iterating)
-        y = core.layer.attend(slots, keys, values, mask)[slot_row, rank]
-        new = core.layer.finish(x, y)
+        y = steps.core.layer.attend(slots, keys, values, mask)[slot_row, rank]
+        new = steps.finish(x, y)
         return s_flat.index_copy(0, idx, new.to(s.dtype)).view_as(s), True
 
 
