@@ -1,6 +1,6 @@
 """The workflow's logic outside Snakemake (anira.study): validation, the model grid, paths,
-resources from the memory plans, priorities, and the integrity decisions on damaged directories.
-The Snakemake runs are in test_workflow.py."""
+resources from the memory plans, priorities, the integrity decisions on damaged directories, and
+dvc.yaml derived from the default study. The Snakemake runs are in test_workflow.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 
 from anira.io import write_manifest
 from anira.layout import MANIFEST
-from anira.study import grid, paths, resources
+from anira.study import dvc, grid, paths, resources
 from anira.study.grid import StudyError
 from anira.study.integrity import Integrity
 
@@ -268,3 +268,13 @@ def test_integrity_regenerates_a_damaged_dataset(tmp_path, tiny_dataset, default
     assert Integrity(study).data_problems(str(old)) == {
         MANIFEST: "records no row counts (written before content checks)"
     }
+
+
+def test_the_committed_dvc_yaml_is_derived_from_the_default_study(default_study):
+    assert (ROOT / "dvc.yaml").read_text() == dvc.dvc_yaml(default_study)
+    stages = yaml.safe_load(dvc.dvc_yaml(default_study))["stages"]
+    assert stages["train"]["deps"][0] == "results/mini/data"
+    moved = yaml.safe_load(dvc.dvc_yaml({**default_study, "results_root": "out"}))["stages"]
+    assert list(moved["evaluate"]["outs"][0]) == ["out/eval"]
+    assert moved["analyze"]["deps"][:2] == ["out/eval", "out/checkpoints"]
+    assert moved["figures"]["outs"][0] == {"paper_figures": {"persist": True}}

@@ -9,6 +9,8 @@ rules and thin calls into it.
 - :mod:`anira.study.paths`: output paths, the Hydra files and options of each job.
 - :mod:`anira.study.resources`: memory plans, each job's resources, and priorities.
 - :mod:`anira.study.integrity`: which finished outputs must be redone, and why.
+- :mod:`anira.study.dvc`: ``dvc.yaml``, derived from the default study
+  (``python -m anira.study.dvc > dvc.yaml``).
 
 Paths are relative to the repository root, where Snakemake runs.
 """
