@@ -145,7 +145,8 @@ def test_citation_file_agrees_with_the_package():
 # fails until it is removed), and a result whose configs change is flagged until it is
 # regenerated or listed here.
 STALE_QUOTED = {
-    "packed.json": "config/scale/mini.yaml's comments moved to docs/study.md since; no value changed",
+    "packed.json": "config/scale/mini.yaml's comments moved to docs/study.md since; no value "
+    "changed",
     "study_cost.json": "provenance recorded after the fact; since then the default study file and "
     "the train/evaluate configs gained keys (gpu_mem_gb, allow_other_data) that do not change it",
     "memory_plan.json": "provenance recorded after the fact; since then the train/evaluate "

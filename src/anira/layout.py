@@ -1,5 +1,5 @@
 """Where the pipeline's files live and what they are called: the one home of split and file names
-for the Python stages and the Snakemake workflow alike (``workflow/rules/common.smk`` imports it).
+for the Python stages and the Snakemake workflow alike (``anira.study.paths`` imports it).
 
 A study writes under ``<results>/`` (``results/<scale>`` by default)::
 
@@ -27,6 +27,9 @@ SPLITS = (TRAIN, TEST, INTERP, EXTRAP, VAL)
 # The held-out splits results are reported on (``val`` chooses settings and is never reported).
 REPORTED_SPLITS = (TEST, INTERP, EXTRAP)
 MANIFEST = MANIFEST_NAME
+
+# The output folders under a study's results root, one per phase (DVC versions each).
+DATA, CHECKPOINTS, EVAL, ANALYSIS = "data", "checkpoints", "eval", "analysis"
 
 # A dataset directory.
 VOCAB = "vocab.json"
@@ -74,7 +77,7 @@ def eval_files(splits: Iterable[str] = SPLITS) -> list[str]:
 
 
 def data_dir(results: str, task: str) -> str:
-    return f"{results}/data/{task}"
+    return f"{results}/{DATA}/{task}"
 
 
 def part_file(parts_dir: str | Path, shard: int | str) -> str:
@@ -87,17 +90,17 @@ def parts_dir(results: str, task: str) -> str:
 
 
 def checkpoint_dir(results: str, task: str, router: str, seed: int | str) -> str:
-    return f"{results}/checkpoints/{task}/{router}/seed{seed}"
+    return f"{results}/{CHECKPOINTS}/{task}/{router}/seed{seed}"
 
 
 def eval_dir(results: str, task: str, router: str, seed: int | str, rule: str | None = None) -> str:
     """A model's evaluation; with ``rule``, an online model's under that inference rule instead of
     the one it was trained with (``eval/<task>/<router>-<rule>/seed<N>``)."""
-    return f"{results}/eval/{task}/{router if rule is None else f'{router}-{rule}'}/seed{seed}"
+    return f"{results}/{EVAL}/{task}/{router if rule is None else f'{router}-{rule}'}/seed{seed}"
 
 
 def analysis_dir(results: str) -> str:
-    return f"{results}/analysis"
+    return f"{results}/{ANALYSIS}"
 
 
 def log_dir(results: str) -> str:

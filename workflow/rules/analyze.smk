@@ -1,8 +1,7 @@
 # Tidy CSV tables from the evaluation records; figures read only these.
 
 
-EVAL_DIRS = models(EVAL_DIR)
-ANALYSIS = config["analysis"]
+EVAL_DIRS = per_model(EVAL_DIR, MODELS)
 
 
 rule generalization:
@@ -10,7 +9,7 @@ rule generalization:
     metrics (in-language, distinct share, length TV, completions, KL) also pooled per split.
     """
     input:
-        records=eval_records("examples", SPLITS),
+        records=paths.eval_records(config, "examples", SPLITS),
         code="src/anira/analysis/generalization.py",
     output:
         table=f"{ANALYSIS_DIR}/generalization.csv",
@@ -19,12 +18,9 @@ rule generalization:
         f"{LOG_DIR}/analyze/generalization.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: resources.threads(config, "analyze")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        **job_resources("analyze"),
     params:
         eval_dirs=EVAL_DIRS,
     shell:
@@ -36,7 +32,7 @@ rule generalization:
 rule alignment:
     """Correlation of depth with every complexity feature (paper Table 1) and binned curves."""
     input:
-        records=eval_records("tokens", ANALYSIS["splits"]),
+        records=paths.eval_records(config, "tokens", ANALYSIS["splits"]),
         code="src/anira/analysis/alignment.py",
     output:
         table=f"{ANALYSIS_DIR}/alignment.csv",
@@ -45,12 +41,9 @@ rule alignment:
         f"{LOG_DIR}/analyze/alignment.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: resources.threads(config, "analyze")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        **job_resources("analyze"),
     params:
         eval_dirs=EVAL_DIRS,
         splits=ANALYSIS["splits"],
@@ -67,7 +60,7 @@ rule alignment:
 rule depth_hist:
     """Distribution of executed depth over answer tokens per task × router × split."""
     input:
-        records=eval_records("tokens", SPLITS),
+        records=paths.eval_records(config, "tokens", SPLITS),
         code="src/anira/analysis/depth_hist.py",
     output:
         table=f"{ANALYSIS_DIR}/depth_hist.csv",
@@ -75,12 +68,9 @@ rule depth_hist:
         f"{LOG_DIR}/analyze/depth_hist.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: resources.threads(config, "analyze")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        **job_resources("analyze"),
     params:
         eval_dirs=EVAL_DIRS,
     shell:
@@ -91,7 +81,7 @@ rule decision_timing:
     """Paper Table 2: depth regressed on BREVO features on correct samples, LMG shares of R²."""
     input:
         records=[
-            eval_records(kind, ANALYSIS["splits"])
+            paths.eval_records(config, kind, ANALYSIS["splits"])
             for kind in ("tokens", "examples", "generated")
         ],
         code="src/anira/analysis/decision_timing.py",
@@ -101,12 +91,9 @@ rule decision_timing:
         f"{LOG_DIR}/analyze/decision_timing.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: resources.threads(config, "analyze")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        **job_resources("analyze"),
     params:
         eval_dirs=EVAL_DIRS,
         splits=ANALYSIS["splits"],
@@ -122,7 +109,7 @@ rule decision_timing:
 rule probes:
     """Linear probes of every iteration's state for each task feature, with control tasks."""
     input:
-        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}"),
+        checkpoints=per_model(f"{CKPT_DIR}/{MANIFEST}", MODELS),
         data=[ancient(path) for path in expand(f"{DATA_DIR}/{MANIFEST}", task=TASKS)],
         code="src/anira/analysis/probes.py",
     output:
@@ -131,14 +118,11 @@ rule probes:
         f"{LOG_DIR}/analyze/probes.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: resources.threads(config, "analyze")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        **job_resources("analyze"),
     params:
-        models=model_options(CKPT_DIR, DATA_DIR),
+        models=model_options(MODELS, CKPT_DIR, DATA_DIR),
         split=ANALYSIS["probe_split"],
         max_examples=ANALYSIS["probe_max_examples"],
         folds=ANALYSIS["probe_folds"],
@@ -156,10 +140,11 @@ rule pareto:
     """Accuracy against mean active token-steps per answer token; the fixed-depth frontier."""
     input:
         records=[
-            eval_records(kind, ANALYSIS["splits"]) for kind in ("tokens", "examples")
+            paths.eval_records(config, kind, ANALYSIS["splits"])
+            for kind in ("tokens", "examples")
         ],
         other_rules=[f"{directory}/{MANIFEST}" for directory in RULE_EVAL_DIRS],
-        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}"),
+        checkpoints=per_model(f"{CKPT_DIR}/{MANIFEST}", MODELS),
         data=[ancient(path) for path in expand(f"{DATA_DIR}/{MANIFEST}", task=TASKS)],
         code="src/anira/analysis/pareto.py",
     output:
@@ -168,14 +153,11 @@ rule pareto:
         f"{LOG_DIR}/analyze/pareto.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: resources.threads(config, "analyze")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        **job_resources("analyze"),
     params:
-        models=model_options(CKPT_DIR, DATA_DIR, EVAL_DIR),
+        models=model_options(MODELS, CKPT_DIR, DATA_DIR, EVAL_DIR),
         other_rules=" ".join(
             f"--model {CKPT_DIR} {DATA_DIR} {RULE_EVAL_DIR}".format(
                 task=task, router=router, seed=seed, rule=rule
@@ -195,8 +177,8 @@ rule controls:
     its val histogram, fixed depth at its val mean): accuracy difference with a hierarchical
     bootstrap interval, compute and alignment of both."""
     input:
-        records=eval_records("examples", ANALYSIS["splits"]),
-        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}"),
+        records=paths.eval_records(config, "examples", ANALYSIS["splits"]),
+        checkpoints=per_model(f"{CKPT_DIR}/{MANIFEST}", MODELS),
         alignment=rules.alignment.output.table,
         code="src/anira/analysis/controls.py",
     output:
@@ -205,14 +187,11 @@ rule controls:
         f"{LOG_DIR}/analyze/controls.log",
     conda:
         CONDA_ENV
-    threads: threads("analyze")
+    threads: resources.threads(config, "analyze")
     resources:
-        mem_mb=mem_mb("analyze"),
-        runtime=runtime("analyze"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("cpu"),
+        **job_resources("analyze"),
     params:
-        models=model_options(CKPT_DIR, EVAL_DIR),
+        models=model_options(MODELS, CKPT_DIR, EVAL_DIR),
         splits=ANALYSIS["splits"],
         bootstrap=ANALYSIS["bootstrap"],
         ci=ANALYSIS["ci"],

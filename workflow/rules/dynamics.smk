@@ -4,13 +4,10 @@
 # an evaluation job does (a GPU under SLURM).
 
 
-DYNAMICS_MODELS = dynamics_models()
-
-
 rule dynamics:
     """Accuracy, mean depth, depth entropy and alignment of each kept step, against the step."""
     input:
-        checkpoints=models(f"{CKPT_DIR}/{MANIFEST}", DYNAMICS_MODELS),
+        checkpoints=per_model(f"{CKPT_DIR}/{MANIFEST}", DYNAMICS_MODELS),
         data=[
             ancient(path)
             for path in expand(
@@ -25,18 +22,15 @@ rule dynamics:
         f"{LOG_DIR}/analyze/dynamics.log",
     conda:
         CONDA_ENV
-    threads: threads("evaluate")
+    threads: resources.threads(config, "evaluate")
     resources:
-        mem_mb=mem_mb("evaluate"),
-        runtime=runtime("evaluate"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("gpu"),
+        **job_resources("evaluate"),
     params:
-        models=model_options(CKPT_DIR, DATA_DIR, grid=DYNAMICS_MODELS),
-        max_examples=config["analysis"]["dynamics_examples"],
-        bootstrap=config["analysis"]["bootstrap"],
-        ci=config["analysis"]["ci"],
-        seed=config["analysis"]["seed"],
+        models=model_options(DYNAMICS_MODELS, CKPT_DIR, DATA_DIR),
+        max_examples=ANALYSIS["dynamics_examples"],
+        bootstrap=ANALYSIS["bootstrap"],
+        ci=ANALYSIS["ci"],
+        seed=ANALYSIS["seed"],
     shell:
         "python -m anira.analysis.dynamics --out {output.table} {params.models} --split val"
         " --max-examples {params.max_examples} --bootstrap {params.bootstrap} --ci {params.ci}"

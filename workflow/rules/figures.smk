@@ -1,22 +1,5 @@
-# One rule and one script per figure, named after the figure; figures read only CSV tables and
-# run on the submitting machine (local rules), never on the cluster.
-
-
-localrules:
-    fig_generalization,
-    fig_alignment,
-    fig_depth_hist,
-    fig_decision_timing,
-    fig_probes,
-    fig_pareto,
-    fig_dynamics,
-    scorecard,
-    figures,
-    analyses,
-    evaluations,
-    models,
-    datasets,
-    all,
+# One rule and one script per figure, named after the figure; figures read only CSV tables (local
+# rules: workflow/Snakefile).
 
 
 FIGURE_STYLE = "src/anira/figures/style.py"

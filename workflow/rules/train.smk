@@ -5,26 +5,22 @@ rule train:
         configs=hydra_configs("train", task="{task}", router="{router}", scale=SCALE),
         matched=matched_evaluation,
     output:
-        **files_in(CKPT_DIR, CKPT_FILES),
+        **files_in(CKPT_DIR, paths.CHECKPOINT_FILES),
     log:
         f"{LOG_DIR}/train/{{task}}/{{router}}/seed{{seed}}.log",
-    priority: train_priority
+    priority: of_model(resources.train_priority)
     conda:
         CONDA_ENV
-    threads: threads("train")
+    threads: resources.threads(config, "train")
     resources:
-        mem_mb=planned_mem_mb("train"),
-        gpu_mem_mb=planned_gpu_mem_mb("train"),
-        runtime=runtime("train"),
-        slurm_account=slurm_env("account"),
-        slurm_partition=slurm_env("gpu"),
+        **job_resources("train", planned=True),
     params:
         data_dir=lambda wildcards, input: dir_of(input.data),
-        data=data_params(),
+        data=paths.data_params(config),
         out_dir=lambda wildcards, output: dir_of(output.manifest_json),
         scale=SCALE,
-        gpu_mem_gb=GPU_MEM_GB,
-        overrides=overrides("train"),
+        gpu_mem_gb=config["gpu_mem_gb"],
+        overrides=grid.quoted_overrides(config, "train"),
         match=match_option,
     shell:
         "python -m anira.train task={wildcards.task} router={wildcards.router}"
@@ -37,4 +33,8 @@ rule models:
     """Target: every model of the study (the DVC stage `train`)."""
     input:
         rules.datasets.input,
-        [path for name in CKPT_FILES for path in models(f"{CKPT_DIR}/{name}")],
+        [
+            path
+            for name in paths.CHECKPOINT_FILES
+            for path in per_model(f"{CKPT_DIR}/{name}", MODELS)
+        ],
