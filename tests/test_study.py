@@ -278,3 +278,6 @@ def test_the_committed_dvc_yaml_is_derived_from_the_default_study(default_study)
     assert list(moved["evaluate"]["outs"][0]) == ["out/eval"]
     assert moved["analyze"]["deps"][:2] == ["out/eval", "out/checkpoints"]
     assert moved["figures"]["outs"][0] == {"paper_figures": {"persist": True}}
+    # every code and config dependency names a path of the repository (a moved module is caught)
+    owned = [path for stage in dvc.STAGES for path in stage.own]
+    assert owned and [path for path in owned if not (ROOT / path).exists()] == []

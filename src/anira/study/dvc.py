@@ -57,7 +57,8 @@ STAGES = (
             "config/task",
             "config/scale",
             "src/anira/tasks",
-            "src/anira/data.py",
+            "src/anira/spec.py",
+            "src/anira/dataset.py",
             "src/anira/generate.py",
         ),
         folder=layout.DATA,
@@ -73,7 +74,7 @@ STAGES = (
         "evaluate",
         "evaluations",
         reads=("train",),
-        own=("config/evaluate.yaml", "src/anira/evaluate.py"),
+        own=("config/evaluate.yaml", "src/anira/evaluate.py", "src/anira/inference.py"),
         folder=layout.EVAL,
     ),
     Stage(
