@@ -49,11 +49,8 @@ use rule evaluate as evaluate_rule with:
     wildcard_constraints:
         rule="|".join(ONLINE_RULES),
     priority: 0  # no control waits for it
-    resources:
-        **job_resources("evaluate"),
     params:
         inference=lambda wildcards: f" {paths.inference_options(config, wildcards.rule)}",
-        batch="",
 
 
 rule evaluations:
