@@ -46,6 +46,9 @@ def tiny_task(task: str) -> list[str]:
 
 # --- the workflow and its commands ---------------------------------------------------------------
 
+# pytest.approx tolerance for a number read back from an analysis CSV, which keeps 6 significant
+# digits (anira.analysis.records.FLOAT_FORMAT)
+FROM_CSV = {"rel": 1e-5}
 ROOT = Path(__file__).resolve().parents[1]
 
 
