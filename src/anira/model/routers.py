@@ -495,10 +495,9 @@ class RandomRouter(FixedRouter):
             raise AniraInputError("the random router needs depth_probs")
         cdf = torch.tensor(cfg.depth_probs, dtype=torch.float64).cumsum(0)
         self.register_buffer("cdf", (cdf / cdf[-1]).float(), persistent=False)
-        # hashed, so that seeds 0, 1, 2 differ in every bit, not only the lowest
-        self.inference_salt = (
-            int(mix32(torch.tensor(cfg.draw_salt, device="cpu"))) if cfg.draw_salt else 0
-        )
+        # hashed, so that seeds 0, 1, 2 differ in every bit, not only the lowest (mix32(0) = 0:
+        # checkpoints saved before the salt existed draw as they did)
+        self.inference_salt = int(mix32(torch.tensor(cfg.draw_salt, device="cpu")))
 
     def start(self, e, valid, depth, training, keys=None) -> RouterState:
         if depth is not None:
