@@ -42,12 +42,21 @@ FULL_MODELS = (
     | grid(["brevo"], ["fixed2", "fixed4"], "0")
     | grid(["lano"], ["random", "random_online", "fixed_mean", "fixed_mean_online"], "0")
 )
+LANO_MODELS = grid(["lano"], ["early", "online", "random", "random_online"], THREE) | grid(
+    ["lano"],
+    ["fixed", "fixed1", "fixed_mean", "fixed_mean_online", "act", "expert_choice", "pondernet"],
+    "0",
+)
 
 
 @pytest.mark.parametrize(
     ("study", "models"),
-    [([], DEFAULT_MODELS), (["--configfile", "config/study/full.yaml"], FULL_MODELS)],
-    ids=["default", "full"],
+    [
+        ([], DEFAULT_MODELS),
+        (["--configfile", "config/study/full.yaml"], FULL_MODELS),
+        (["--configfile", "config/study/lano.yaml"], LANO_MODELS),
+    ],
+    ids=["default", "full", "lano"],
 )
 def test_dry_run_plans_every_phase(study, models):
     out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall", *study]).stdout
@@ -57,7 +66,8 @@ def test_dry_run_plans_every_phase(study, models):
         assert f"rule {rule}:" in out or f"localrule {rule}:" in out, rule
     # The default study: LANO's ANIRA-O and its random control with three seeds, the fixed
     # baselines and ANIRA-E with one (task_seeds, task_routers); the full study: every task, three
-    # seeds of LANO and BREVO, and LANO's controls.
+    # seeds of LANO and BREVO, and LANO's controls; the LANO study: both adaptive routers and
+    # their random controls with three seeds, the other LANO models with one.
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
     assert trained == models
     # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
