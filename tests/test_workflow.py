@@ -135,7 +135,8 @@ def job_resources(dry_run: str, rule: str) -> dict[str, dict[str, str]]:
 def test_slurm_resources_follow_each_jobs_memory_plan():
     """Under the SLURM profile (fake SLURM on PATH), at paper scale, the longest-sequence task
     (Floyd–Warshall, ≈4,500 tokens at its extrapolation size) asks for more host and GPU memory
-    than a short one (minimum, ≈70 tokens), for training and for evaluation."""
+    than a short one (minimum, ≈70 tokens), for training and for evaluation, and its training
+    asks for more time (its estimated compute, above the phase's floor, where minimum's stays)."""
     env = {**SLURM_ENV, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
     out = run(
         ["snakemake", "-n", "--nolock", "--cores", "all", "--profile", "slurm", "--forceall"]
@@ -150,6 +151,11 @@ def test_slurm_resources_follow_each_jobs_memory_plan():
         extra = int(long["gpu_mem_mb"]) - int(short["gpu_mem_mb"])  # on the same floor
         assert int(long["mem_mb"]) - int(short["mem_mb"]) >= extra - 1, (rule, long, short)
         assert int(long["gpu_mem_mb"]) <= 80_000
+    floor = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    floor = floor["properties"]["resources"]["default"]["paper"]["train"]["runtime"]
+    trainings = job_resources(out, "train")
+    long, short = trainings["clrs_floyd_warshall"], trainings["clrs_minimum"]
+    assert int(long["runtime"]) > 2 * int(short["runtime"]) and int(short["runtime"]) == floor
 
 
 def test_a_study_whose_training_cannot_fit_the_gpu_fails_before_any_job():

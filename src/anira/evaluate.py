@@ -72,7 +72,7 @@ from anira.io import (
 from anira.layout import MANIFEST, RECORD_KINDS, RUN_CONFIG, SPLITS, TRAIN, record_file
 from anira.model import AniraModel
 from anira.model.config import ONLINE_RULES
-from anira.spec import RunSpec, choice, flag, integer
+from anira.spec import RunSpec, choice, evaluation_caps, flag, integer
 
 
 def evaluation_settings(cfg: DictConfig) -> dict:
@@ -81,14 +81,11 @@ def evaluation_settings(cfg: DictConfig) -> dict:
     if unknown:
         raise AniraInputError(f"unknown splits {unknown}; choose from {list(SPLITS)}")
     rule = cfg.get("inference_rule")
+    max_train, max_eval = evaluation_caps(cfg)
     return {
         "batch_size": None if cfg.batch_size is None else integer(cfg.batch_size, "batch_size", 1),
-        "max_train_examples": integer(cfg.max_train_examples, "max_train_examples", 0),
-        "max_eval_examples": (
-            None
-            if cfg.max_eval_examples is None
-            else integer(cfg.max_eval_examples, "max_eval_examples", 1)
-        ),
+        "max_train_examples": max_train,
+        "max_eval_examples": max_eval,
         "threads": integer(cfg.threads, "threads", 0),
         "inference_rule": None if rule is None else choice(rule, "inference_rule", ONLINE_RULES),
         "decode": choice(cfg.decode, "decode", ("cached", "reference")),
