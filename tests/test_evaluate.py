@@ -13,7 +13,7 @@ import torch
 from anira.batches import PaddedSplit
 from anira.compose import compose
 from anira.dataset import load_split, load_task, load_vocab, row_to_example
-from anira.evaluate import evaluate
+from anira.evaluate import evaluate, spread_by_length
 from anira.generate import generate_dataset
 from anira.inference import (
     TemperatureSampler,
@@ -72,6 +72,34 @@ def test_outputs_follow_the_contract(trained, tiny_dataset, tmp_path):
         assert set(tokens["inference_rule"]) == {"median"}
         assert tokens["executed_depth"].between(1, 6).all()
         assert len(tokens) == sum(len(t) - 1 for t in frame["tokens"])
+
+
+def test_spread_by_length_keeps_evenly_spaced_lengths_and_the_longest():
+    frame = pd.DataFrame({"tokens": [[0] * n for n in (5, 1, 9, 3, 7)], "id": range(5)})
+    assert list(spread_by_length(frame, 3)["id"]) == [0, 1, 2]  # lengths 5, 1, 9, in split order
+    assert list(spread_by_length(frame, 1)["id"]) == [2]  # the longest alone
+    assert spread_by_length(frame, 5).equals(frame)
+
+
+def test_max_eval_examples_caps_each_held_out_split_at_its_real_shapes(
+    trained, tiny_dataset, tmp_path
+):
+    """A capped evaluation (the paper-shape smoke study's) keeps each held-out split's longest and
+    shortest example; the train split keeps its own cap."""
+    evaluate(eval_cfg(trained["early"], tiny_dataset["brevo"], tmp_path, ["max_eval_examples=2"]))
+    for split in ("train", "val", "test", "interp", "extrap"):
+        frame = load_split(tiny_dataset["brevo"], split)
+        lengths = frame.set_index("id")["tokens"].map(len)
+        examples = pd.read_parquet(tmp_path / f"{split}.examples.parquet")
+        if split == "train":
+            assert len(examples) == min(len(frame), 1000)
+            continue
+        assert len(frame) > 2 and len(examples) == 2, split
+        kept = lengths.loc[examples["example_id"]]
+        assert (kept.max(), kept.min()) == (lengths.max(), lengths.min()), split
+    zero = eval_cfg(trained["early"], tiny_dataset["brevo"], tmp_path, ["max_eval_examples=0"])
+    with pytest.raises(AniraInputError, match="max_eval_examples must be a positive integer"):
+        evaluate(zero)
 
 
 def forward_pass_reference(model, frame, shift: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -147,8 +147,6 @@ def test_citation_file_agrees_with_the_package():
 STALE_QUOTED = {
     "packed.json": "config/scale/mini.yaml's comments moved to docs/study.md since; no value "
     "changed",
-    "study_cost.json": "provenance recorded after the fact; since then the default study file and "
-    "the train/evaluate configs gained keys (gpu_mem_gb, allow_other_data) that do not change it",
     "memory_plan.json": "provenance recorded after the fact; since then the train/evaluate "
     "configs gained keys and early.yaml lost its lab-note comments, none of which changes a plan",
     "generation_plan.json": "provenance recorded after the fact; the configs changed since do not "

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from anira.cost import decoding_passes, forward_flops, job_cost, sampled_lengths
 from anira.io import write_manifest
 from anira.layout import MANIFEST
+from anira.model import AniraModel
+from anira.spec import compose_run, planned_dataset
 from anira.study import dvc, grid, paths, resources
 from anira.study.grid import StudyError
 from anira.study.integrity import Integrity
@@ -191,6 +194,102 @@ def test_resources_come_from_the_study_and_the_memory_plan(default_study):
         f"batch_size={resources.memory_plans(small, model)['evaluate'].batch}"
     )
     assert resources.memory_plans(small, model)["evaluate"].batch < batch
+
+
+@pytest.fixture(scope="module")
+def paper_study() -> dict:
+    return study_file("config/study/paper.yaml")
+
+
+def test_each_training_runtime_follows_its_tasks_estimated_compute(paper_study, default_study):
+    """At paper scale a training's runtime is its estimated GPU time × the safety factor plus the
+    start-up allowance: Floyd–Warshall (≈ 200 training tokens per sequence) gets longer than
+    binary search (≈ 70, same steps and D), which stays on the phase's floor; a retry doubles
+    it; at mini every job is on the floor."""
+    long, short = ("clrs_floyd_warshall", "early", 0), ("clrs_binary_search", "early", 0)
+    floor = paper_study["resources"]["paper"]["train"]["runtime"]
+    assumed = paper_study["runtime_estimate"]
+    hours = resources.estimated_hours(paper_study, long, "train")
+    expected = math.ceil(hours * 60 * assumed["safety_factor"] + assumed["startup_minutes"])
+    assert resources.planned_runtime(paper_study, long, "train") == expected > floor
+    assert resources.planned_runtime(paper_study, long, "train", 2) == 2 * expected
+    assert hours > 2 * resources.estimated_hours(paper_study, short, "train")
+    assert resources.planned_runtime(paper_study, short, "train") == floor
+    assert resources.planned_runtime(paper_study, short, "train", 3) == 3 * floor
+    # A throughput assumed twice as high halves the estimate.
+    fast = {**paper_study, "runtime_estimate": {**assumed, "assumed_gpu_tflops": 120}}
+    assert resources.estimated_hours(fast, long, "train") == pytest.approx(hours / 2)
+    for model in grid.models(default_study):
+        for phase in ("train", "evaluate"):
+            minutes = default_study["resources"]["mini"][phase]["runtime"]
+            assert resources.planned_runtime(default_study, model, phase) == minutes, model
+
+
+def test_each_evaluation_runtime_follows_its_examples_and_decoding(paper_study):
+    """LANO's evaluation (≈ 4,000 examples, each decoding a sampled string and two completions of
+    up to 433 tokens) takes longer than a short task's; capping the examples per split (the smoke
+    study's counts) shrinks its estimate."""
+    lano = ("lano", "early", 0)
+    full = resources.estimated_hours(paper_study, lano, "evaluate")
+    smoke = ["max_train_examples=4", "max_eval_examples=6"]
+    capped = {**paper_study, "overrides": {"evaluate": smoke}}
+    assert resources.estimated_hours(capped, lano, "evaluate") < full / 2
+    minimum = resources.estimated_hours(paper_study, ("clrs_minimum", "early", 0), "evaluate")
+    assert full > 20 * minimum
+
+
+def test_job_cost_counts_each_sizes_flops_and_decoding_steps():
+    """Training: 3 forward passes per example, averaged over the training sizes; evaluation: a
+    teacher-forced pass and a decoding pass per example, the train split capped and the cap
+    spread over its sizes; each batch (sorted by length, as evaluation batches) decodes until its
+    longest answer, plus the tokens greedy decoding may run past it, is cut off."""
+    run = compose_run("clrs_sort", "fixed", "mini", 0)
+    task = planned_dataset("clrs_sort", "mini", 0).task
+    plan = [("train", 4, 10), ("train", 8, 10), ("test", 8, 6), ("extrap", 16, 3)]
+    lengths = {
+        ("train", 4): (20.0, 5.0),
+        ("train", 8): (40.0, 9.0),
+        ("test", 8): (40.0, 9.0),
+        ("extrap", 16): (80.0, 17.0),
+    }
+    model = AniraModel(run.model_for(30, 80))  # real weights: the reference counts the same
+    flops = {n: forward_flops(model, n) for n in (20, 40, 80)}
+    batch, steps = run.train.batch_size, run.train.steps
+    assert flops[80] > 4 * flops[20]  # attention: longer than linear
+
+    cost = job_cost(run, task, plan, lengths, 30, eval_batch=4, max_train_examples=5)
+    assert cost.train_flops == pytest.approx(3 * (flops[20] + flops[40]) / 2 * batch * steps)
+    evaluated = 2.5 * flops[20] + 2.5 * flops[40] + 6 * flops[40] + 3 * flops[80]
+    assert cost.eval_flops == pytest.approx(2 * evaluated)
+    extra = 4  # EXTRA_ANSWER_TOKENS
+    # train: 3 + 3 examples (2.5 rounded up) in batches of 4: answers 5 5 5 9 | 9 9; test: 6 at
+    # 9 → 4 | 2; extrap: 3 at 17 → one batch
+    expected = (9 + extra) + (9 + extra) + 2 * (9 + extra) + (17 + extra)
+    assert cost.eval_decode_steps == expected
+
+    capped = job_cost(run, task, plan, lengths, 30, 4, 5, max_eval_examples=3)
+    evaluated = 2.5 * flops[20] + 2.5 * flops[40] + 3 * flops[40] + 3 * flops[80]
+    assert capped.eval_flops == pytest.approx(2 * evaluated)
+    assert capped.eval_decode_steps == expected - (9 + extra)  # test: one batch of 3
+    assert cost.eval_hours(1.0, 0.0) == pytest.approx(cost.eval_flops / 1e12 / 3600)
+    assert cost.eval_hours(1.0, 10.0) == pytest.approx(
+        (cost.eval_flops / 1e12 + cost.eval_decode_steps * 0.01) / 3600
+    )
+
+
+def test_sampled_lengths_interpolate_between_the_drawn_sizes():
+    """LANO's sequence is its string (size terminals) plus a fixed number of other tokens, so
+    lengths drawn at three sizes per split and interpolated are exact at every size. It decodes
+    three times: a sampled answer and completions of the gold one cut at ¼ and ½."""
+    dataset = planned_dataset("lano", "mini", 0)
+    lengths, seconds = sampled_lengths(dataset.task, dataset.plan, samples=1, sizes_per_split=3)
+    assert set(lengths) == {(split, size) for split, size, _ in dataset.plan}
+    assert seconds > 0
+    extra = {round(length) - size for (_, size), (length, _) in lengths.items()}
+    answer = {round(answer) - size for (_, size), (_, answer) in lengths.items()}
+    assert len(extra) == 1 and len(answer) == 1, (extra, answer)
+    assert decoding_passes(dataset.task) == 3
+    assert decoding_passes(planned_dataset("brevo", "mini", 0).task) == 1
 
 
 def test_a_model_that_cannot_fit_the_gpu_is_refused_before_any_job(default_study):

@@ -11,9 +11,11 @@ import re
 import shlex
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
+from anira.dataset import load_split
 from anira.spec import compose_run
 from tests.factories import ROOT, run, study_copy
 
@@ -145,7 +147,8 @@ def job_resources(dry_run: str, rule: str) -> dict[str, dict[str, str]]:
 def test_slurm_resources_follow_each_jobs_memory_plan():
     """Under the SLURM profile (fake SLURM on PATH), at paper scale, the longest-sequence task
     (Floyd–Warshall, ≈4,500 tokens at its extrapolation size) asks for more host and GPU memory
-    than a short one (minimum, ≈70 tokens), for training and for evaluation."""
+    than a short one (minimum, ≈70 tokens), for training and for evaluation, and its training
+    asks for more time (its estimated compute, above the phase's floor, where minimum's stays)."""
     env = {**SLURM_ENV, "PATH": f"{ROOT / 'tests' / 'fake_slurm'}{os.pathsep}{os.environ['PATH']}"}
     out = run(
         ["snakemake", "-n", "--nolock", "--cores", "all", "--profile", "slurm", "--forceall"]
@@ -160,6 +163,11 @@ def test_slurm_resources_follow_each_jobs_memory_plan():
         extra = int(long["gpu_mem_mb"]) - int(short["gpu_mem_mb"])  # on the same floor
         assert int(long["mem_mb"]) - int(short["mem_mb"]) >= extra - 1, (rule, long, short)
         assert int(long["gpu_mem_mb"]) <= 80_000
+    floor = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    floor = floor["properties"]["resources"]["default"]["paper"]["train"]["runtime"]
+    trainings = job_resources(out, "train")
+    long, short = trainings["clrs_floyd_warshall"], trainings["clrs_minimum"]
+    assert int(long["runtime"]) > 2 * int(short["runtime"]) and int(short["runtime"]) == floor
 
 
 def test_a_study_whose_training_cannot_fit_the_gpu_fails_before_any_job():
@@ -228,6 +236,34 @@ def test_tiny_study_end_to_end_then_nothing_to_do(tmp_path):
         caption = (ROOT / "workflow" / "report" / f"{name}.rst").read_text().split()[:4]
         assert " ".join(caption) in html, name
     assert "scorecard.csv" in html
+
+
+@pytest.mark.slow
+def test_paper_smoke_runs_the_longest_sequence_task_at_its_real_shapes(tmp_path):
+    """The paper-shape smoke study (config/study/paper_smoke.yaml) on Floyd–Warshall, the paper's
+    longest sequences: generation in two shards, two training steps of the paper-size model in
+    micro-batches planned for its 0.5 GB "GPU", and the cached evaluation of every split at a
+    halved batch, its ≈ 4,500-token extrapolation example included (≈ 70 CPU-seconds,
+    docs/cluster.md)."""
+    repo = study_copy(tmp_path, "paper_smoke")
+    study = ["--config", "tasks=[clrs_floyd_warshall]", "routers=[early]"]
+    run(["snakemake", "--cores", "1", "evaluations", *study], cwd=repo)
+    results = repo / "results" / "mini"  # study_copy's results root
+    log = (results / "logs/train/clrs_floyd_warshall/early/seed0.log").read_text()
+    micro, accumulated = map(int, re.search(r"micro-batch (\d+) × (\d+)", log).groups())
+    assert micro < 8 and accumulated > 1, log  # 8 sequences do not fit in 0.5 GB at once
+    evaluation = results / "eval/clrs_floyd_warshall/early/seed0"
+    recorded = yaml.safe_load((evaluation / "config.yaml").read_text())
+    eval_batch = compose_run("clrs_floyd_warshall", "early", "paper", 0).eval_batch_size
+    assert recorded["batch_size"] < eval_batch  # halved by the evaluation's memory plan
+    data = results / "data/clrs_floyd_warshall"
+    for split in ("val", "test", "interp", "extrap"):
+        examples = pd.read_parquet(evaluation / f"{split}.examples.parquet")
+        frame = load_split(data, split).set_index("id")
+        assert 0 < len(examples) <= 6, split  # max_eval_examples
+        longest = frame["tokens"].map(len).max()
+        assert frame.loc[examples["example_id"], "tokens"].map(len).max() == longest, split
+    assert longest > 4000  # the extrapolation size's sequence, decoded
 
 
 def submitted_jobs(state: Path) -> dict[str, list[str]]:

@@ -72,7 +72,7 @@ from anira.io import (
 from anira.layout import MANIFEST, RECORD_KINDS, RUN_CONFIG, SPLITS, TRAIN, record_file
 from anira.model import AniraModel
 from anira.model.config import ONLINE_RULES
-from anira.spec import RunSpec, choice, flag, integer
+from anira.spec import RunSpec, choice, evaluation_caps, flag, integer
 
 
 def evaluation_settings(cfg: DictConfig) -> dict:
@@ -81,15 +81,28 @@ def evaluation_settings(cfg: DictConfig) -> dict:
     if unknown:
         raise AniraInputError(f"unknown splits {unknown}; choose from {list(SPLITS)}")
     rule = cfg.get("inference_rule")
+    max_train, max_eval = evaluation_caps(cfg)
     return {
         "batch_size": None if cfg.batch_size is None else integer(cfg.batch_size, "batch_size", 1),
-        "max_train_examples": integer(cfg.max_train_examples, "max_train_examples", 0),
+        "max_train_examples": max_train,
+        "max_eval_examples": max_eval,
         "threads": integer(cfg.threads, "threads", 0),
         "inference_rule": None if rule is None else choice(rule, "inference_rule", ONLINE_RULES),
         "decode": choice(cfg.decode, "decode", ("cached", "reference")),
         "sample_seed": integer(cfg.sample_seed, "sample_seed", 0),
         "allow_other_data": flag(cfg.allow_other_data, "allow_other_data"),
     }
+
+
+def spread_by_length(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most ``limit`` examples of ``frame`` at evenly spaced ranks of sequence length, the
+    longest always among them (from two on, the shortest too), in the split's order: a capped
+    evaluation still decodes at the split's longest shape, which is what a smoke run checks."""
+    if len(frame) <= limit:
+        return frame
+    order = np.argsort(frame["tokens"].map(len).to_numpy(), kind="stable")
+    ranks = np.unique(np.linspace(len(frame) - 1, 0, limit).round().astype(int))
+    return frame.iloc[np.sort(order[ranks])].reset_index(drop=True)
 
 
 def check_inputs(
@@ -150,6 +163,8 @@ def evaluate(cfg: DictConfig) -> Path:
         if split == TRAIN and len(frame) > limit:
             keep = np.random.default_rng(0).choice(len(frame), limit, replace=False)
             frame = frame.iloc[np.sort(keep)].reset_index(drop=True)
+        elif split != TRAIN and settings["max_eval_examples"] is not None:
+            frame = spread_by_length(frame, settings["max_eval_examples"])
         started = time.perf_counter()
         # Each split samples from its own stream: adding a split never changes another's samples.
         split_seed = [settings["sample_seed"], SPLITS.index(split)]

@@ -435,6 +435,23 @@ class RunSpec:
         return dataclasses.replace(self.model, vocab_size=vocab_size, max_seq_len=max_seq_len)
 
 
+def evaluation_caps(cfg: Mapping[str, Any]) -> tuple[int, int | None]:
+    """An evaluation's ``max_train_examples`` and ``max_eval_examples`` (None: every example),
+    validated: what it evaluates, which the workflow's runtime estimates read too."""
+    cap = cfg["max_eval_examples"]
+    return (
+        integer(cfg["max_train_examples"], "max_train_examples", 0),
+        None if cap is None else integer(cap, "max_eval_examples", 1),
+    )
+
+
+@functools.cache
+def planned_evaluation_caps(overrides: tuple[str, ...] = ()) -> tuple[int, int | None]:
+    """:func:`evaluation_caps` of ``python -m anira.evaluate <overrides>``."""
+    paths = ["checkpoint=-", "data_dir=-", "out_dir=-"]
+    return evaluation_caps(compose("evaluate", [*overrides, *paths]))
+
+
 @functools.cache
 def compose_run(
     task: str, router: str, scale: str, seed: int, overrides: tuple[str, ...] = ()

@@ -81,18 +81,24 @@ def slurm_env(kind):
 
 
 def job_resources(phase, planned=False):
-    """The resources of a job of `phase` (generate, train, evaluate, analyze): its memory (with
-    `planned`, the floor plus the model's memory plan, and the plan's GPU memory), a runtime
-    growing with the attempt, and under SLURM the account and the phase's partition."""
-    memory = {"mem_mb": resources.mem_mb(config, phase)}
+    """The resources of a job of `phase` (generate, train, evaluate, analyze): its memory and
+    runtime (with `planned`, the floor plus the model's memory plan, the plan's GPU memory, and
+    the model's estimated runtime above the floor), the runtime growing with the attempt, and
+    under SLURM the account and the phase's partition."""
+    sized = {
+        "mem_mb": resources.mem_mb(config, phase),
+        "runtime": lambda wildcards, attempt: resources.runtime(config, phase, attempt),
+    }
     if planned:
-        memory = {
+        sized = {
             "mem_mb": of_model(resources.planned_mem_mb, phase),
             "gpu_mem_mb": of_model(resources.planned_gpu_mem_mb, phase),
+            "runtime": lambda wildcards, attempt: resources.planned_runtime(
+                config, model_of(wildcards), phase, attempt
+            ),
         }
     return {
-        **memory,
-        "runtime": lambda wildcards, attempt: resources.runtime(config, phase, attempt),
+        **sized,
         "slurm_account": slurm_env("account"),
         "slurm_partition": slurm_env("gpu" if phase in resources.GPU_PHASES else "cpu"),
     }

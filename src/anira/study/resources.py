@@ -1,20 +1,23 @@
 """What each job of the study asks of the machine, and in which order jobs start.
 
 Memory and runtime come from the study config for its scale; a training's and an evaluation's
-memory also from its plan (anira.memory), made before any job runs. Priorities: with more ready
-jobs than cores Snakemake starts the highest priority first, so the longest trainings go first and
-short jobs fill the cores at the end (longest-processing-time first), instead of a long training
-running alone at the end of the study."""
+memory also from its plan (anira.memory), and their runtime from their estimated compute
+(anira.cost) at the study's assumed GPU throughput, both made before any job runs.
+
+Priorities: with more ready jobs than cores Snakemake starts the highest priority first, so the
+longest trainings go first and short jobs fill the cores at the end (longest-processing-time
+first), instead of a long training running alone at the end of the study."""
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 
-from anira.compose import compose
+from anira.cost import run_cost
 from anira.io import AniraInputError
 from anira.memory import Plan, estimated_shapes, fit_evaluation, fit_training
-from anira.spec import compose_run, dataset_files
+from anira.spec import compose_run, dataset_files, planned_evaluation_caps
 from anira.study.grid import Model, Study, StudyError, matched_model, models, overrides, run_spec
 
 # Phases whose jobs run models: a GPU partition under SLURM.
@@ -61,10 +64,7 @@ def resolve(study: Study) -> None:
     value or a typo in the study's overrides, or a model that cannot fit the GPU, fails here,
     before any job starts."""
     try:
-        compose(
-            "evaluate",
-            [*overrides(study, "evaluate"), "checkpoint=-", "data_dir=-", "out_dir=-"],
-        )
+        planned_evaluation_caps(overrides(study, "evaluate"))
         for task in study["tasks"]:
             dataset_files(task, study["scale"], study["data_seed"], overrides(study, "generate"))
         for model in models(study):
@@ -82,8 +82,42 @@ def mem_mb(study: Study, phase: str) -> int:
 
 def runtime(study: Study, phase: str, attempt: int = 1) -> int:
     """The wall-clock minutes of a job of `phase`; they grow with the attempt (`--retries`), so a
-    job killed at its limit gets more time."""
+    job killed at its limit gets more time. A training's or an evaluation's floor, above which its
+    estimate goes (:func:`planned_runtime`)."""
     return study["resources"][study["scale"]][phase]["runtime"] * attempt
+
+
+def estimated_hours(study: Study, model: Model, phase: str) -> float:
+    """The GPU hours of a train or evaluate job (anira.cost) at the study's assumed throughput and
+    decoding latency (`runtime_estimate`), evaluating at its memory plan's batch."""
+    assumed = study["runtime_estimate"]
+    task, router, _ = model
+    vocab, _, _ = estimated_shapes(
+        task, study["scale"], study["data_seed"], overrides(study, "generate")
+    )
+    cost = run_cost(
+        task,
+        router,
+        study["scale"],
+        study["data_seed"],
+        overrides(study, "generate"),
+        overrides(study, "train"),
+        vocab,
+        memory_plans(study, model)["evaluate"].batch,
+        *planned_evaluation_caps(overrides(study, "evaluate")),
+    )
+    if phase == "train":
+        return cost.train_hours(assumed["assumed_gpu_tflops"])
+    return cost.eval_hours(assumed["assumed_gpu_tflops"], assumed["assumed_decode_step_ms"])
+
+
+def planned_runtime(study: Study, model: Model, phase: str, attempt: int = 1) -> int:
+    """`runtime` of a train or evaluate job: its estimated time × `safety_factor` +
+    `startup_minutes` (`runtime_estimate`), never below the phase's floor, times the attempt."""
+    assumed = study["runtime_estimate"]
+    minutes = estimated_hours(study, model, phase) * 60 * assumed["safety_factor"]
+    estimate = math.ceil(minutes + assumed["startup_minutes"])
+    return max(estimate, runtime(study, phase)) * attempt
 
 
 def _megabytes(plan: Plan) -> int:
