@@ -292,6 +292,13 @@ def test_sampled_lengths_interpolate_between_the_drawn_sizes():
     assert decoding_passes(planned_dataset("brevo", "mini", 0).task) == 1
 
 
+def test_a_bad_evaluation_cap_is_refused_before_any_job(default_study):
+    """The caps the runtime estimate reads are validated as the evaluation validates them."""
+    study = {**default_study, "overrides": {"evaluate": ["max_eval_examples=0"]}}
+    with pytest.raises(StudyError, match="max_eval_examples must be a positive integer, got 0"):
+        resources.resolve(study)
+
+
 def test_a_model_that_cannot_fit_the_gpu_is_refused_before_any_job(default_study):
     with pytest.raises(StudyError, match="invalid study config: task lano router online: train"):
         resources.resolve({**default_study, "gpu_mem_gb": 0.001})
