@@ -238,6 +238,23 @@ def test_each_evaluation_runtime_follows_its_examples_and_decoding(paper_study):
     assert full > 20 * minimum
 
 
+def test_the_dynamics_runtime_follows_its_kept_steps_and_examples(paper_study, default_study):
+    """The dynamics job evaluates every kept step of every model on `dynamics_examples` val
+    examples: its estimate grows with them, and it is timed as an evaluation (floor, attempt)."""
+    small = {**paper_study, "tasks": ["clrs_minimum", "clrs_floyd_warshall"]}
+    hours = resources.dynamics_hours(small)
+    more = {**small, "analysis": {**small["analysis"], "dynamics_examples": 1000}}
+    assert resources.dynamics_hours(more) > 1.2 * hours > 0
+    floor = paper_study["resources"]["paper"]["evaluate"]["runtime"]
+    slow_gpu = {"assumed_gpu_tflops": 1, "assumed_decode_step_ms": 200}
+    slow_gpu = {**small, "runtime_estimate": {**small["runtime_estimate"], **slow_gpu}}
+    assumed = slow_gpu["runtime_estimate"]
+    minutes = resources.dynamics_hours(slow_gpu) * 60 * assumed["safety_factor"]
+    expected = math.ceil(minutes + assumed["startup_minutes"])
+    assert resources.dynamics_runtime(slow_gpu, 2) == 2 * expected and expected > floor
+    assert resources.dynamics_runtime(default_study) == resources.runtime(default_study, "evaluate")
+
+
 def test_job_cost_counts_each_sizes_flops_and_decoding_steps():
     """Training: 3 forward passes per example, averaged over the training sizes; evaluation: a
     teacher-forced pass and a decoding pass per example, the train split capped and the cap
@@ -290,6 +307,13 @@ def test_sampled_lengths_interpolate_between_the_drawn_sizes():
     assert len(extra) == 1 and len(answer) == 1, (extra, answer)
     assert decoding_passes(dataset.task) == 3
     assert decoding_passes(planned_dataset("brevo", "mini", 0).task) == 1
+
+
+def test_a_bad_evaluation_cap_is_refused_before_any_job(default_study):
+    """The caps the runtime estimate reads are validated as the evaluation validates them."""
+    study = {**default_study, "overrides": {"evaluate": ["max_eval_examples=0"]}}
+    with pytest.raises(StudyError, match="max_eval_examples must be a positive integer, got 0"):
+        resources.resolve(study)
 
 
 def test_a_model_that_cannot_fit_the_gpu_is_refused_before_any_job(default_study):

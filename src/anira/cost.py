@@ -143,10 +143,11 @@ def job_cost(
     eval_batch: int,
     max_train_examples: int,
     max_eval_examples: int | None = None,
+    splits: tuple[str, ...] | None = None,
 ) -> JobCost:
     """The estimated compute of training and evaluating ``run`` on the dataset ``plan`` (of
-    ``task``) whose lengths are ``lengths`` (:func:`sampled_lengths`), evaluating in batches of
-    ``eval_batch`` (the memory plan's)."""
+    ``task``) whose lengths are ``lengths`` (:func:`sampled_lengths`), evaluating the ``splits``
+    (None: all) in batches of ``eval_batch`` (the memory plan's)."""
     plan = list(plan)
     longest = math.ceil(max(length for length, _ in lengths.values()))
     model = flops_model(run.model_for(vocab_size, longest))
@@ -156,7 +157,8 @@ def job_cost(
 
     passes, budget = decoding_passes(task), task.sampling_length()
     eval_flops = eval_steps = 0.0
-    for split in dict.fromkeys(split for split, _, _ in plan):
+    evaluated = [split for split, _, _ in plan if splits is None or split in splits]
+    for split in dict.fromkeys(evaluated):
         rows = [(size, count) for name, size, count in plan if name == split]
         total = sum(count for _, count in rows)
         cap = max_train_examples if split == "train" else max_eval_examples
@@ -192,6 +194,7 @@ def run_cost(
     eval_batch: int,
     max_train_examples: int,
     max_eval_examples: int | None,
+    splits: tuple[str, ...] | None = None,
 ) -> JobCost:
     """:func:`job_cost` of a study's run of ``task`` × ``router`` (any seed: the seed changes no
     shape), from its dataset's planned lengths, once per process."""
@@ -207,4 +210,5 @@ def run_cost(
         eval_batch,
         max_train_examples,
         max_eval_examples,
+        splits,
     )

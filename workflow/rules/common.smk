@@ -80,14 +80,17 @@ def slurm_env(kind):
     return evaluate
 
 
-def job_resources(phase, planned=False):
+def job_resources(phase, planned=False, runtime=None):
     """The resources of a job of `phase` (generate, train, evaluate, analyze): its memory and
     runtime (with `planned`, the floor plus the model's memory plan, the plan's GPU memory, and
-    the model's estimated runtime above the floor), the runtime growing with the attempt, and
-    under SLURM the account and the phase's partition."""
+    the model's estimated runtime above the floor; or `runtime(config, attempt)`), the runtime
+    growing with the attempt, and under SLURM the account and the phase's partition."""
+    runtime = runtime or (
+        lambda config, attempt: resources.runtime(config, phase, attempt)
+    )
     sized = {
         "mem_mb": resources.mem_mb(config, phase),
-        "runtime": lambda wildcards, attempt: resources.runtime(config, phase, attempt),
+        "runtime": lambda wildcards, attempt: runtime(config, attempt),
     }
     if planned:
         sized = {

@@ -24,7 +24,7 @@ rule dynamics:
         CONDA_ENV
     threads: resources.threads(config, "evaluate")
     resources:
-        **job_resources("evaluate"),
+        **job_resources("evaluate", runtime=resources.dynamics_runtime),
     params:
         models=model_options(DYNAMICS_MODELS, CKPT_DIR, DATA_DIR),
         max_examples=ANALYSIS["dynamics_examples"],

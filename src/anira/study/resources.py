@@ -14,11 +14,20 @@ import functools
 import math
 from collections.abc import Mapping
 
-from anira.cost import run_cost
+from anira.cost import JobCost, run_cost
 from anira.io import AniraInputError
 from anira.memory import Plan, estimated_shapes, fit_evaluation, fit_training
 from anira.spec import compose_run, dataset_files, planned_evaluation_caps
-from anira.study.grid import Model, Study, StudyError, matched_model, models, overrides, run_spec
+from anira.study.grid import (
+    Model,
+    Study,
+    StudyError,
+    dynamics_models,
+    matched_model,
+    models,
+    overrides,
+    run_spec,
+)
 
 # Phases whose jobs run models: a GPU partition under SLURM.
 GPU_PHASES = ("train", "evaluate")
@@ -87,37 +96,68 @@ def runtime(study: Study, phase: str, attempt: int = 1) -> int:
     return study["resources"][study["scale"]][phase]["runtime"] * attempt
 
 
-def estimated_hours(study: Study, model: Model, phase: str) -> float:
-    """The GPU hours of a train or evaluate job (anira.cost) at the study's assumed throughput and
-    decoding latency (`runtime_estimate`), evaluating at its memory plan's batch."""
-    assumed = study["runtime_estimate"]
+def _cost(study: Study, model: Model, eval_batch: int, caps: tuple, splits=None) -> JobCost:
+    """anira.cost's estimate for a model of the study, evaluating `splits` (None: all) in batches
+    of `eval_batch` with the caps (max_train_examples, max_eval_examples)."""
     task, router, _ = model
-    vocab, _, _ = estimated_shapes(
-        task, study["scale"], study["data_seed"], overrides(study, "generate")
-    )
-    cost = run_cost(
+    generate = overrides(study, "generate")
+    vocab, _, _ = estimated_shapes(task, study["scale"], study["data_seed"], generate)
+    return run_cost(
         task,
         router,
         study["scale"],
         study["data_seed"],
-        overrides(study, "generate"),
+        generate,
         overrides(study, "train"),
         vocab,
-        memory_plans(study, model)["evaluate"].batch,
-        *planned_evaluation_caps(overrides(study, "evaluate")),
+        eval_batch,
+        *caps,
+        splits,
     )
-    if phase == "train":
-        return cost.train_hours(assumed["assumed_gpu_tflops"])
+
+
+def _eval_hours(study: Study, cost: JobCost) -> float:
+    assumed = study["runtime_estimate"]
     return cost.eval_hours(assumed["assumed_gpu_tflops"], assumed["assumed_decode_step_ms"])
+
+
+def estimated_hours(study: Study, model: Model, phase: str) -> float:
+    """The GPU hours of a train or evaluate job (anira.cost) at the study's assumed throughput and
+    decoding latency (`runtime_estimate`), evaluating at its memory plan's batch."""
+    batch = memory_plans(study, model)["evaluate"].batch
+    cost = _cost(study, model, batch, planned_evaluation_caps(overrides(study, "evaluate")))
+    if phase == "train":
+        return cost.train_hours(study["runtime_estimate"]["assumed_gpu_tflops"])
+    return _eval_hours(study, cost)
+
+
+def _estimated_minutes(study: Study, hours: float, phase: str, attempt: int) -> int:
+    """`hours` × `safety_factor` + `startup_minutes`, never below the phase's floor, × attempt."""
+    assumed = study["runtime_estimate"]
+    estimate = math.ceil(hours * 60 * assumed["safety_factor"] + assumed["startup_minutes"])
+    return max(estimate, runtime(study, phase)) * attempt
 
 
 def planned_runtime(study: Study, model: Model, phase: str, attempt: int = 1) -> int:
     """`runtime` of a train or evaluate job: its estimated time × `safety_factor` +
     `startup_minutes` (`runtime_estimate`), never below the phase's floor, times the attempt."""
-    assumed = study["runtime_estimate"]
-    minutes = estimated_hours(study, model, phase) * 60 * assumed["safety_factor"]
-    estimate = math.ceil(minutes + assumed["startup_minutes"])
-    return max(estimate, runtime(study, phase)) * attempt
+    return _estimated_minutes(study, estimated_hours(study, model, phase), phase, attempt)
+
+
+def dynamics_hours(study: Study) -> float:
+    """The GPU hours of the dynamics job: each kept step of each model that keeps them, evaluated
+    on `analysis.dynamics_examples` examples of `val` at the scale's batch, as an evaluation."""
+    caps, hours = (0, study["analysis"]["dynamics_examples"]), 0.0
+    for model in dynamics_models(study):
+        spec = run_spec(study, model)
+        cost = _cost(study, model, spec.eval_batch_size, caps, ("val",))
+        hours += spec.train.dynamics_checkpoints * _eval_hours(study, cost)
+    return hours
+
+
+def dynamics_runtime(study: Study, attempt: int = 1) -> int:
+    """`runtime` of the dynamics job, estimated as an evaluation's (:func:`planned_runtime`)."""
+    return _estimated_minutes(study, dynamics_hours(study), "evaluate", attempt)
 
 
 def _megabytes(plan: Plan) -> int:
