@@ -402,8 +402,9 @@ def main() -> None:
         )
     chosen = choose(rows)
     fixed_seeds = sum(r["router"] == "fixed" for r in rows)
+    adaptive = any(r["gamma"] > 0 for r in rows)  # none in a learning-rate check of fixed depth
     max_depth = compose_run(args.task, "fixed", "mini", 0, tuple(args.overrides)).model.max_depth
-    compute_aware = choose_compute_aware(rows, max_depth) if fixed_seeds >= 2 else None
+    compute_aware = choose_compute_aware(rows, max_depth) if fixed_seeds >= 2 and adaptive else None
     atomic_write_json(
         out,
         {

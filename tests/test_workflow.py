@@ -49,6 +49,11 @@ LANO_MODELS = grid(["lano"], ["early", "online", "random", "random_online"], THR
     ["fixed", "fixed1", "fixed_mean", "fixed_mean_online", "act", "expert_choice", "pondernet"],
     "0",
 )
+SIZES_MODELS = (
+    grid(["brevo", "clrs_sort"], ["fixed", "early", "online"], THREE)
+    | grid(["mano"], ["fixed", "early", "online"], "0")
+    | grid(["brevo", "clrs_sort", "mano"], ["fixed1"], "0")
+)
 
 
 @pytest.mark.parametrize(
@@ -57,8 +62,9 @@ LANO_MODELS = grid(["lano"], ["early", "online", "random", "random_online"], THR
         ([], DEFAULT_MODELS),
         (["--configfile", "config/study/full.yaml"], FULL_MODELS),
         (["--configfile", "config/study/lano.yaml"], LANO_MODELS),
+        (["--configfile", "config/study/sizes.yaml"], SIZES_MODELS),
     ],
-    ids=["default", "full", "lano"],
+    ids=["default", "full", "lano", "sizes"],
 )
 def test_dry_run_plans_every_phase(study, models):
     out = run(["snakemake", "-n", "--nolock", "--cores", "all", "--forceall", *study]).stdout
@@ -69,7 +75,8 @@ def test_dry_run_plans_every_phase(study, models):
     # The default study: LANO's ANIRA-O and its random control with three seeds, the fixed
     # baselines and ANIRA-E with one (task_seeds, task_routers); the full study: every task, three
     # seeds of LANO and BREVO, and LANO's controls; the LANO study: both adaptive routers and
-    # their random controls with three seeds, the other LANO models with one.
+    # their random controls with three seeds, the other LANO models with one; the sizes study:
+    # BREVO's and clrs_sort's fixed and adaptive models with three seeds, MANO's and D' = 1 with one.
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
     assert trained == models
     # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
