@@ -97,6 +97,29 @@ def load_sweep():
     return load_benchmark("sweep_router")
 
 
+def test_a_learning_rate_check_of_fixed_depth_alone_completes(tiny_dataset, tmp_path):
+    """Two seeds of fixed D and no adaptive router (the learning-rate check in docs/study.md):
+    the compute-aware choice has nothing to choose among, so it is skipped, not a crash."""
+    out = tmp_path / "lr.json"
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks/sweep_router.py"),
+        "--routers=fixed",
+        "--fixed-seeds=0,1",
+        "--jobs=2",
+        f"--data-dir={tiny_dataset['brevo']}",
+        f"--out={out}",
+        *TINY_SCALE,
+        "scale.train.lr=0.001",
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    written = json.loads(out.read_text())
+    assert [(r["router"], r["seed"]) for r in written["rows"]] == [("fixed", 0), ("fixed", 1)]
+    assert written["chosen_compute_aware"] is None
+    assert written["overrides"][-1] == "scale.train.lr=0.001"
+
+
 def test_router_sweep_settings_are_gamma_base_pairs():
     sweep = load_sweep()
     assert sweep.settings("0.001:2,0.01:1.2") == [(0.001, 2.0), (0.01, 1.2)]

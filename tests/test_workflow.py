@@ -76,7 +76,8 @@ def test_dry_run_plans_every_phase(study, models):
     # baselines and ANIRA-E with one (task_seeds, task_routers); the full study: every task, three
     # seeds of LANO and BREVO, and LANO's controls; the LANO study: both adaptive routers and
     # their random controls with three seeds, the other LANO models with one; the sizes study:
-    # BREVO's and clrs_sort's fixed and adaptive models with three seeds, MANO's and D' = 1 with one.
+    # BREVO's and clrs_sort's fixed and adaptive models with three seeds, MANO's and D' = 1 with
+    # one.
     trained = set(re.findall(r"checkpoints/(\w+)/(\w+)/seed(\d+)/manifest.json", out))
     assert trained == models
     # Every task has a fixed-depth frontier (fixed1 and fixed): its online models are also
